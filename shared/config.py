@@ -1,0 +1,152 @@
+"""Settings: every environment variable of the contract, validated once at start.
+
+A function loads its settings at import time with ``load_settings_or_exit``,
+naming the groups it needs; a missing or malformed value stops the process
+with one line naming the variable, before any request is served.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.errors import ConfigurationError
+
+__all__ = ["Needs", "Settings", "load_settings", "load_settings_or_exit"]
+
+
+class Needs(enum.Flag):
+    """The groups of settings a function requires to be present."""
+
+    NONE = 0
+    DATABASE = enum.auto()
+    AUTH = enum.auto()
+    STORAGE = enum.auto()
+    EMBEDDINGS = enum.auto()
+
+
+def _is_http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in {"http", "https"} and bool(parts.netloc)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore")
+
+    # Database: DATABASE_URL wins; otherwise the Cloud SQL connector is used.
+    DATABASE_URL: str | None = None
+    CLOUD_SQL_INSTANCE: str | None = None
+    DB_USER: str | None = None
+    DB_NAME: str | None = None
+    DB_PASSWORD: str | None = None
+    DB_IAM_AUTH: bool = False
+    # Small pools: an instance serves few concurrent requests and Cloud SQL's
+    # connection limit is shared by every instance of every function.
+    DB_POOL_SIZE: int = Field(default=2, ge=1, le=20)
+    DB_MAX_OVERFLOW: int = Field(default=2, ge=0, le=20)
+
+    GCS_BUCKET: str | None = None
+    STORAGE_EMULATOR_HOST: str | None = None
+
+    EMBEDDINGS_PROVIDER: Literal["gemini", "local"] = "local"
+    GEMINI_API_KEY: str | None = None
+    GOOGLE_CLOUD_PROJECT: str | None = None
+    GOOGLE_CLOUD_LOCATION: str | None = None
+
+    AUTH_ISSUER: str | None = None
+    AUTH_AUDIENCE: str | None = None
+    AUTH_JWKS_URL: str | None = None
+
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    MAX_UPLOAD_MB: int = Field(default=25, ge=1, le=1024)
+
+    XP_UPLOAD_APPROVAL: int = Field(default=50, ge=0, le=100_000)
+    XP_FILE_COMPLETED: int = Field(default=10, ge=0, le=100_000)
+    XP_COURSE_COMPLETE: int = Field(default=100, ge=0, le=100_000)
+
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for origin in value:
+                if origin != "*" and not _is_http_url(str(origin)):
+                    raise ValueError(f"not an http(s) origin: {origin!r}")
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("postgresql+pg8000://"):
+            raise ValueError("must start with postgresql+pg8000://")
+        return value
+
+    @field_validator("AUTH_JWKS_URL")
+    @classmethod
+    def _check_jwks_url(cls, value: str | None) -> str | None:
+        if value is not None and not _is_http_url(value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("AUTH_ISSUER")
+    @classmethod
+    def _check_issuer(cls, value: str | None) -> str | None:
+        if value is not None and not _is_http_url(value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.MAX_UPLOAD_MB * 1024 * 1024
+
+    def require(self, needs: Needs) -> None:
+        """Raise ``ConfigurationError`` naming the first missing variable."""
+        missing: list[str] = []
+        if Needs.DATABASE in needs and not self.DATABASE_URL:
+            if not self.CLOUD_SQL_INSTANCE:
+                missing.append("DATABASE_URL (or CLOUD_SQL_INSTANCE)")
+            else:
+                missing += [n for n in ("DB_USER", "DB_NAME") if not getattr(self, n)]
+                if not self.DB_IAM_AUTH and not self.DB_PASSWORD:
+                    missing.append("DB_PASSWORD (or DB_IAM_AUTH=true)")
+        if Needs.AUTH in needs:
+            missing += [
+                n for n in ("AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_JWKS_URL") if not getattr(self, n)
+            ]
+        if Needs.STORAGE in needs and not self.GCS_BUCKET:
+            missing.append("GCS_BUCKET")
+        if Needs.EMBEDDINGS in needs and self.EMBEDDINGS_PROVIDER == "gemini":
+            vertex = self.GOOGLE_CLOUD_PROJECT and self.GOOGLE_CLOUD_LOCATION
+            if not self.GEMINI_API_KEY and not vertex:
+                missing.append("GEMINI_API_KEY (or GOOGLE_CLOUD_PROJECT + GOOGLE_CLOUD_LOCATION)")
+        if missing:
+            raise ConfigurationError(f"{missing[0]}: required but not set")
+
+
+def load_settings(needs: Needs = Needs.NONE) -> Settings:
+    """Read the environment; raise ``ConfigurationError`` with a one-line reason."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigurationError(f"{name}: {first['msg']}") from None
+    settings.require(needs)
+    return settings
+
+
+def load_settings_or_exit(needs: Needs = Needs.NONE) -> Settings:
+    """For entry points: a bad setting ends the process with one clear line."""
+    try:
+        return load_settings(needs)
+    except ConfigurationError as error:
+        print(f"lectern: configuration error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,1 @@
+"""Database access: the engine factory, sessions and the typed models."""

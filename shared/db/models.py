@@ -1,0 +1,431 @@
+"""SQLAlchemy 2.0 models of every Lectern table.
+
+The seed system's data model, with its known gaps closed: quotes live in the
+database, users carry their profile fields, materials their page count and
+ingestion state, chunks their index and embedding model, and every enum-like
+column has a CHECK constraint. The ledger and audit log are append-only in the
+database itself (triggers created by the first migration).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "EMBEDDING_DIMENSIONS",
+    "AuditLog",
+    "Base",
+    "Course",
+    "FileRequest",
+    "FileViewingSession",
+    "Lecturer",
+    "Major",
+    "Material",
+    "MaterialChunk",
+    "MaterialType",
+    "MotivationalQuote",
+    "PointsTransaction",
+    "User",
+    "UserCourseActivity",
+    "UserNote",
+    "UserRecentFile",
+    "UserTask",
+]
+
+EMBEDDING_DIMENSIONS = 1536
+
+ROLES = ("STUDENT", "ADMIN")
+REQUEST_STATUSES = ("pending", "approved", "rejected")
+INGEST_STATUSES = ("queued", "processing", "ready", "no_text", "failed")
+LEDGER_ACTIONS = ("upload_approval", "file_completed", "course_complete")
+ACTIVITY_STATUSES = ("not_started", "exploring", "engaged", "completed")
+PRIORITIES = ("normal", "high", "urgent")
+AUDIT_ACTIONS = (
+    "approve",
+    "reject",
+    "bulk_approve",
+    "bulk_reject",
+    "undo_approve",
+    "undo_reject",
+    "bulk_undo_approve",
+    "bulk_undo_reject",
+)
+
+# Constraint names are fixed so migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+UUIDKey = Annotated[
+    uuid.UUID, mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+]
+Timestamp = Annotated[
+    datetime, mapped_column(DateTime(timezone=True), server_default=func.now())
+]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        uuid.UUID: UUID(as_uuid=True),
+        datetime: DateTime(timezone=True),
+        date: Date(),
+        str: Text(),
+        int: Integer(),
+        float: Double(),
+        bool: Boolean(),
+        dict[str, Any]: JSONB(),
+        list[Any]: JSONB(),
+    }
+
+
+def _fk(target: str, *, cascade: bool = False, nullable: bool = False) -> Any:
+    return mapped_column(
+        ForeignKey(target, ondelete="CASCADE" if cascade else None),
+        nullable=nullable,
+    )
+
+
+class Major(Base):
+    __tablename__ = "majors"
+
+    id: Mapped[UUIDKey]
+    name: Mapped[str] = mapped_column(unique=True)
+    slug: Mapped[str] = mapped_column(unique=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_in("role", ROLES), name="role"),
+        CheckConstraint("email = lower(email)", name="email_lowercase"),
+        # The leaderboard: points descending, earlier arrivals first in a tie.
+        Index("ix_users_leaderboard", text("total_points DESC"), "points_reached_at", "id"),
+        Index(
+            "ix_users_major_leaderboard",
+            "major_id",
+            text("total_points DESC"),
+            "points_reached_at",
+            "id",
+        ),
+    )
+
+    id: Mapped[UUIDKey]
+    auth0_id: Mapped[str] = mapped_column(unique=True)
+    email: Mapped[str] = mapped_column(unique=True)
+    name: Mapped[str] = mapped_column(server_default="")
+    role: Mapped[str] = mapped_column(server_default="STUDENT")
+    major_id: Mapped[uuid.UUID | None] = _fk("majors.id", nullable=True)
+    # Denormalised sum of the ledger, maintained by a database trigger on
+    # points_transactions so it can never drift from the ledger.
+    total_points: Mapped[int] = mapped_column(server_default="0")
+    points_reached_at: Mapped[Timestamp]
+    bio: Mapped[str | None]
+    avatar_url: Mapped[str | None]
+    university: Mapped[str | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[Timestamp]
+
+
+class Course(Base):
+    __tablename__ = "courses"
+    __table_args__ = (
+        CheckConstraint("year_id BETWEEN 1 AND 4", name="year_id"),
+        CheckConstraint("semester IN (1, 2)", name="semester"),
+        Index("ix_courses_major_year_semester", "major_id", "year_id", "semester"),
+    )
+
+    id: Mapped[UUIDKey]
+    code: Mapped[str] = mapped_column(unique=True)
+    name: Mapped[str]
+    major_id: Mapped[uuid.UUID] = _fk("majors.id")
+    year_id: Mapped[int]
+    semester: Mapped[int]
+
+
+class Lecturer(Base):
+    __tablename__ = "lecturers"
+    __table_args__ = (
+        # Lecturers are looked up by name case-insensitively; the same name in
+        # another case is the same person.
+        Index("uq_lecturers_name_lower", func.lower(text("name")), unique=True),
+    )
+
+    id: Mapped[UUIDKey]
+    name: Mapped[str] = mapped_column(unique=True)
+
+
+class MaterialType(Base):
+    __tablename__ = "material_types"
+
+    id: Mapped[UUIDKey]
+    display_name: Mapped[str] = mapped_column(unique=True)
+
+
+class FileRequest(Base):
+    __tablename__ = "file_requests"
+    __table_args__ = (
+        CheckConstraint(_in("status", REQUEST_STATUSES), name="status"),
+        CheckConstraint("academic_year BETWEEN 1 AND 4", name="academic_year"),
+        CheckConstraint("material_year BETWEEN 1900 AND 2200", name="material_year"),
+        CheckConstraint("page_count > 0", name="page_count"),
+        Index("ix_file_requests_user_created", "user_id", text("created_at DESC")),
+        Index("ix_file_requests_status_created", "status", "created_at", "id"),
+        # The same bytes may be live (pending or approved) once per course.
+        Index(
+            "uq_file_requests_live_course_sha256",
+            "course_id",
+            "sha256",
+            unique=True,
+            postgresql_where=text("status IN ('pending', 'approved')"),
+        ),
+    )
+
+    id: Mapped[UUIDKey]
+    user_id: Mapped[uuid.UUID] = _fk("users.id")
+    course_id: Mapped[uuid.UUID] = _fk("courses.id")
+    type_id: Mapped[uuid.UUID] = _fk("material_types.id")
+    lecturer_id: Mapped[uuid.UUID] = _fk("lecturers.id")
+    title: Mapped[str]
+    academic_year: Mapped[int]
+    material_year: Mapped[int]
+    file_url: Mapped[str]
+    original_filename: Mapped[str]
+    sha256: Mapped[str]
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    page_count: Mapped[int]
+    status: Mapped[str] = mapped_column(server_default="pending")
+    notes: Mapped[str | None]
+    admin_note: Mapped[str | None]
+    created_at: Mapped[Timestamp]
+    updated_at: Mapped[Timestamp]
+
+
+class Material(Base):
+    """An approved, published file; shares its id with its file request."""
+
+    __tablename__ = "materials"
+    __table_args__ = (
+        CheckConstraint("academic_year BETWEEN 1 AND 4", name="academic_year"),
+        CheckConstraint("material_year BETWEEN 1900 AND 2200", name="material_year"),
+        CheckConstraint("page_count > 0", name="page_count"),
+        CheckConstraint(_in("ingest_status", INGEST_STATUSES), name="ingest_status"),
+        CheckConstraint("chunk_count >= 0", name="chunk_count"),
+        Index("ix_materials_course_created", "course_id", text("created_at DESC"), "id"),
+        Index("ix_materials_created", text("created_at DESC"), "id"),
+        Index("ix_materials_type_id", "type_id"),
+        Index("ix_materials_lecturer_id", "lecturer_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("file_requests.id"), primary_key=True
+    )
+    title: Mapped[str]
+    academic_year: Mapped[int]
+    material_year: Mapped[int]
+    course_id: Mapped[uuid.UUID] = _fk("courses.id")
+    lecturer_id: Mapped[uuid.UUID] = _fk("lecturers.id")
+    type_id: Mapped[uuid.UUID] = _fk("material_types.id")
+    uploader_id: Mapped[uuid.UUID] = _fk("users.id")
+    notes: Mapped[str | None]
+    file_url: Mapped[str]
+    page_count: Mapped[int]
+    sha256: Mapped[str]
+    ingest_status: Mapped[str] = mapped_column(server_default="queued")
+    chunk_count: Mapped[int] = mapped_column(server_default="0")
+    ingest_error: Mapped[str | None]
+    ingest_generation: Mapped[int | None] = mapped_column(BigInteger)
+    ingest_attempts: Mapped[int] = mapped_column(server_default="0")
+    ingest_started_at: Mapped[datetime | None]
+    ingest_finished_at: Mapped[datetime | None]
+    created_at: Mapped[Timestamp]
+
+
+class PointsTransaction(Base):
+    """The XP ledger: append-only, one row per award or compensation."""
+
+    __tablename__ = "points_transactions"
+    __table_args__ = (
+        CheckConstraint(_in("action", LEDGER_ACTIONS), name="action"),
+        CheckConstraint("amount <> 0", name="amount_nonzero"),
+        UniqueConstraint("request_id", "action"),
+        Index("ix_points_transactions_user_created", "user_id", text("created_at DESC"), "id"),
+    )
+
+    id: Mapped[UUIDKey]
+    user_id: Mapped[uuid.UUID] = _fk("users.id")
+    amount: Mapped[int]
+    action: Mapped[str]
+    reason: Mapped[str]
+    request_id: Mapped[uuid.UUID | None] = _fk("file_requests.id", nullable=True)
+    source_id: Mapped[str | None] = mapped_column(unique=True)
+    created_at: Mapped[Timestamp]
+
+
+class FileViewingSession(Base):
+    __tablename__ = "file_viewing_sessions"
+    __table_args__ = (
+        CheckConstraint("active_seconds >= 0", name="active_seconds"),
+        CheckConstraint("required_active_seconds > 0", name="required_active_seconds"),
+        CheckConstraint("completion_score BETWEEN 0 AND 1", name="completion_score"),
+        Index("ix_file_viewing_sessions_user_file", "user_id", "file_id"),
+        Index("ix_file_viewing_sessions_file_id", "file_id"),
+    )
+
+    id: Mapped[UUIDKey]
+    user_id: Mapped[uuid.UUID] = _fk("users.id")
+    file_id: Mapped[uuid.UUID] = _fk("materials.id", cascade=True)
+    course_id: Mapped[uuid.UUID] = _fk("courses.id")
+    started_at: Mapped[Timestamp]
+    last_beat_at: Mapped[Timestamp]
+    active_seconds: Mapped[int] = mapped_column(server_default="0")
+    required_active_seconds: Mapped[int]
+    completion_score: Mapped[float] = mapped_column(server_default="0")
+    is_complete: Mapped[bool] = mapped_column(server_default="false")
+    completed_at: Mapped[datetime | None]
+
+
+class UserCourseActivity(Base):
+    __tablename__ = "user_course_activities"
+    __table_args__ = (
+        CheckConstraint(_in("status", ACTIVITY_STATUSES), name="status"),
+        CheckConstraint("files_completed >= 0 AND total_files >= 0", name="counts"),
+        Index("ix_user_course_activities_course_id", "course_id"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    course_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("courses.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(server_default="not_started")
+    files_completed: Mapped[int] = mapped_column(server_default="0")
+    total_files: Mapped[int] = mapped_column(server_default="0")
+    updated_at: Mapped[Timestamp]
+
+
+class UserTask(Base):
+    __tablename__ = "user_tasks"
+    __table_args__ = (
+        CheckConstraint(_in("priority", PRIORITIES), name="priority"),
+        CheckConstraint(
+            "start_hour >= 0 AND start_hour <= 23.5 AND start_hour * 2 = floor(start_hour * 2)",
+            name="start_hour",
+        ),
+        CheckConstraint("duration > 0 AND start_hour + duration <= 24", name="duration"),
+        CheckConstraint("char_length(title) BETWEEN 1 AND 200", name="title"),
+        Index("ix_user_tasks_user_date", "user_id", "date"),
+    )
+
+    id: Mapped[UUIDKey]
+    user_id: Mapped[uuid.UUID] = _fk("users.id")
+    title: Mapped[str]
+    # A calendar date with no time zone: the seed stored text for the same reason.
+    date: Mapped[date]
+    start_hour: Mapped[float]
+    duration: Mapped[float]
+    priority: Mapped[str] = mapped_column(server_default="normal")
+    completed: Mapped[bool] = mapped_column(server_default="false")
+    created_at: Mapped[Timestamp]
+    updated_at: Mapped[Timestamp]
+
+
+class UserNote(Base):
+    __tablename__ = "user_notes"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("materials.id", ondelete="CASCADE"), primary_key=True
+    )
+    content: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    updated_at: Mapped[Timestamp]
+
+
+class UserRecentFile(Base):
+    __tablename__ = "user_recent_files"
+    __table_args__ = (Index("ix_user_recent_files_user_viewed", "user_id", text("viewed_at DESC")),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("materials.id", ondelete="CASCADE"), primary_key=True
+    )
+    viewed_at: Mapped[Timestamp]
+
+
+class AuditLog(Base):
+    """Append-only log of admin actions."""
+
+    __tablename__ = "audit_logs"
+    __table_args__ = (CheckConstraint(_in("action", AUDIT_ACTIONS), name="action"),)
+
+    id: Mapped[UUIDKey]
+    timestamp: Mapped[Timestamp] = mapped_column(index=True)
+    actor_id: Mapped[uuid.UUID] = _fk("users.id")
+    actor_name: Mapped[str]
+    action: Mapped[str]
+    target_type: Mapped[str] = mapped_column(server_default="file_request")
+    target_ids: Mapped[list[Any]]
+    meta_data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+
+
+class MaterialChunk(Base):
+    """One embedded text chunk of a material, for retrieval."""
+
+    __tablename__ = "material_chunks"
+    __table_args__ = (
+        UniqueConstraint("material_id", "chunk_index"),
+        CheckConstraint("page_number IS NULL OR page_number > 0", name="page_number"),
+        Index(
+            "ix_material_chunks_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+    )
+
+    id: Mapped[UUIDKey]
+    material_id: Mapped[uuid.UUID] = _fk("materials.id", cascade=True)
+    chunk_index: Mapped[int]
+    content: Mapped[str]
+    embedding: Mapped[Any] = mapped_column(VECTOR(EMBEDDING_DIMENSIONS))
+    embedding_model: Mapped[str]
+    page_number: Mapped[int | None]
+    created_at: Mapped[Timestamp]
+
+
+class MotivationalQuote(Base):
+    __tablename__ = "motivational_quotes"
+
+    id: Mapped[UUIDKey]
+    text: Mapped[str] = mapped_column(unique=True)
+    author: Mapped[str]
