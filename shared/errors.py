@@ -14,7 +14,8 @@ place. Anything else that escapes a handler becomes a 500 with no internals.
     ├── PayloadTooLarge       413
     ├── UnsupportedMediaType  415
     ├── ValidationFailed      422  invalid field values, ``fields`` names them
-    └── RateLimited           429
+    ├── RateLimited           429
+    └── ServiceUnavailable    503  a dependency is down; safe to retry
 
 ``ConfigurationError`` is separate: it is raised at start, never per request.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "ServiceUnavailable",
     "Unauthorized",
     "UnsupportedMediaType",
     "ValidationFailed",
@@ -120,3 +122,10 @@ class ValidationFailed(LecternError):
 class RateLimited(LecternError):
     status = 429
     default_code = "rate_limited"
+
+
+class ServiceUnavailable(LecternError):
+    """A dependency (the JWKS endpoint, the database) cannot be reached; retry later."""
+
+    status = 503
+    default_code = "service_unavailable"

@@ -1,0 +1,103 @@
+"""The ``lectern`` command: ``dev``, ``token`` and ``migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+DEFAULT_DATA_DIR = Path(".lectern")
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from shared.local.devserver import LocalStack
+    from shared.log import configure_logging
+
+    configure_logging("INFO")
+    stack = LocalStack(data_dir=args.data_dir.resolve(), port=args.port)
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    print(stack.banner(), flush=True)
+    stack.serve_forever()
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from shared.config import load_settings
+    from shared.db.engine import dispose_engine, transaction
+    from shared.local.demo import ensure_user
+    from shared.local.devserver import DATABASE_NAME
+    from shared.local.issuer import LocalIssuer, local_subject
+    from shared.local.postgres import create_database, start_postgres
+    from shared.migrate import upgrade
+
+    data_dir: Path = args.data_dir.resolve()
+    email = args.email.strip().lower()
+    if "@" not in email:
+        print("lectern token: --email must be an email address", file=sys.stderr)
+        return 2
+    issuer = LocalIssuer(data_dir / "issuer-key.pem")
+    server = start_postgres(data_dir / "pgdata")
+    try:
+        import os
+
+        os.environ["DATABASE_URL"] = create_database(server, DATABASE_NAME)
+        settings = load_settings()
+        upgrade()
+        with transaction(settings) as session:
+            ensure_user(
+                session, subject=local_subject(email), email=email, name=args.name, role=args.role
+            )
+        dispose_engine()
+    finally:
+        # Stops the server only if no other process (a running `lectern dev`) holds it.
+        server.cleanup()
+    print(issuer.token(subject=local_subject(email), email=email, name=args.name))
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from shared.config import Needs, load_settings_or_exit
+    from shared.log import configure_logging
+    from shared.migrate import upgrade
+
+    load_settings_or_exit(Needs.DATABASE)
+    configure_logging("INFO")
+    upgrade(revision=args.revision)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lectern", description="Lectern backend tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run the whole stack locally")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    dev.set_defaults(run=_dev)
+
+    token = commands.add_parser("token", help="print a JWT the local stack accepts")
+    token.add_argument("--email", required=True)
+    token.add_argument("--role", choices=["STUDENT", "ADMIN"], default="STUDENT")
+    token.add_argument("--name", default="")
+    token.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    token.set_defaults(run=_token)
+
+    migrate = commands.add_parser("migrate", help="alembic upgrade head on the configured database")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(run=_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,264 @@
+"""HTTP plumbing shared by every HTTP function.
+
+A function builds one ``Router``, declares its routes on it, and hands each
+request to it. The router owns the contract's conventions, so no handler
+repeats them: CORS and preflight, 404/405, body size, JSON parsing, pydantic
+validation mapped to 422 with the field named, and the one place where the
+error tree becomes HTTP status and JSON. Anything unexpected is logged with
+its traceback and answered with a bare 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import flask
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import (
+    BadRequest,
+    Forbidden,
+    LecternError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from shared.auth import Authenticator
+    from shared.config import Needs, Settings
+    from shared.db.models import User
+
+__all__ = ["Call", "Router", "build_router", "iso", "json_response", "no_content", "validate"]
+
+log = logging.getLogger("lectern.http")
+
+Model = TypeVar("Model", bound=BaseModel)
+Handler = Callable[["Call"], flask.Response]
+
+# JSON bodies are small; uploads are multipart and set their own cap.
+MAX_JSON_BYTES = 1024 * 1024
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+def iso(moment: datetime) -> str:
+    """ISO-8601 in UTC with ``Z``, as the contract writes times."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def json_response(body: object, status: int = 200) -> flask.Response:
+    payload = json.dumps(body, default=_encode, ensure_ascii=False, separators=(",", ":"))
+    return flask.Response(payload, status=status, mimetype="application/json")
+
+
+def no_content() -> flask.Response:
+    return flask.Response(status=204)
+
+
+def _field_errors(error: ValidationError) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"]) or "body"
+        message = item["msg"]
+        # pydantic prefixes custom errors with "Value error, "; users need only the reason.
+        message = message.removeprefix("Value error, ")
+        fields.setdefault(name, message)
+    return fields
+
+
+def validate(model: type[Model], data: object) -> Model:
+    """Validate ``data`` against ``model``; a failure is a 422 naming each field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ValidationFailed(_field_errors(error)) from None
+
+
+@dataclass
+class Call:
+    """One request as a handler sees it."""
+
+    request: flask.Request
+    params: dict[str, str]
+    router: Router
+    _user: User | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        return self.router.settings
+
+    def user(self, session: Session) -> User:
+        """The signed-in user (401 without a valid token)."""
+        if self._user is None:
+            from shared.auth import current_user
+
+            if self.router.authenticator is None:
+                raise RuntimeError("this router was built without an authenticator")
+            self._user = current_user(session, self.router.authenticator, self.request)
+        return self._user
+
+    def admin(self, session: Session) -> User:
+        """The signed-in user, who must be an admin (403 otherwise)."""
+        user = self.user(session)
+        if user.role != "ADMIN":
+            raise Forbidden("this action needs an admin", code="admin_only")
+        return user
+
+    def path_id(self, name: str) -> uuid.UUID:
+        """A UUID path parameter; a malformed one names nothing that exists (404)."""
+        try:
+            return uuid.UUID(self.params[name])
+        except ValueError:
+            raise NotFound("no such resource") from None
+
+    def json(self, model: type[Model]) -> Model:
+        """The JSON body validated against ``model``."""
+        mimetype = self.request.mimetype
+        if mimetype != "application/json" and not mimetype.endswith("+json"):
+            raise UnsupportedMediaType("send the body as application/json")
+        raw = self.request.get_data(cache=True)
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise BadRequest("the body is not valid JSON", code="malformed_json") from None
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object", code="malformed_json")
+        return validate(model, data)
+
+    def query(self, model: type[Model]) -> Model:
+        """The query string validated against ``model``; repeated keys keep the first."""
+        return validate(model, {key: self.request.args.get(key) for key in self.request.args})
+
+
+@dataclass
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+class Router:
+    """Routes of one function, and the contract's HTTP conventions around them."""
+
+    def __init__(self, settings: Settings, authenticator: Authenticator | None = None) -> None:
+        self.settings = settings
+        self.authenticator = authenticator
+        self._routes: list[_Route] = []
+
+    def route(self, method: str, path: str) -> Callable[[Handler], Handler]:
+        regex = "^" + _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", path.rstrip("/")) + "/?$"
+
+        def register(handler: Handler) -> Handler:
+            self._routes.append(_Route(method.upper(), re.compile(regex), handler))
+            return handler
+
+        return register
+
+    def get(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route("GET", path)
+
+    def post(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route("POST", path)
+
+    def put(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path)
+
+    def patch(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path)
+
+    def delete(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path)
+
+    def __call__(self, request: flask.Request) -> flask.Response:
+        cors = self._cors_headers(request)
+        response = self._dispatch(request)
+        response.headers.extend(cors)
+        return response
+
+    def _cors_headers(self, request: flask.Request) -> dict[str, str]:
+        origin = request.headers.get("Origin")
+        allowed = self.settings.CORS_ORIGINS
+        if not origin or not allowed:
+            return {}
+        if "*" in allowed:
+            return {"Access-Control-Allow-Origin": "*"}
+        if origin.rstrip("/") in allowed:
+            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return {}
+
+    def _dispatch(self, request: flask.Request) -> flask.Response:
+        path = request.path or "/"
+        matches = [(r, m) for r in self._routes if (m := r.pattern.match(path))]
+        allowed = sorted({route.method for route, _ in matches})
+        try:
+            if request.method == "OPTIONS":
+                return self._preflight(request, allowed)
+            if not matches:
+                raise NotFound(f"no route for {path}")
+            chosen = next(((r, m) for r, m in matches if r.method == request.method), None)
+            if chosen is None:
+                raise MethodNotAllowed(
+                    f"{request.method} is not allowed here",
+                    headers={"Allow": ", ".join([*allowed, "OPTIONS"])},
+                )
+            if (request.content_length or 0) > MAX_JSON_BYTES and request.mimetype != "multipart/form-data":
+                raise PayloadTooLarge("the body is too large")
+            route, match = chosen
+            return route.handler(Call(request, match.groupdict(), self))
+        except LecternError as error:
+            return self._error_response(request, error)
+        except Exception:
+            log.exception(
+                "unhandled error", extra={"method": request.method, "path": path}
+            )
+            body = {"error": {"code": "internal_error", "message": "internal error"}}
+            return json_response(body, 500)
+
+    def _preflight(self, request: flask.Request, allowed: list[str]) -> flask.Response:
+        if not allowed:
+            raise NotFound(f"no route for {request.path}")
+        response = no_content()
+        if self._cors_headers(request):
+            response.headers["Access-Control-Allow-Methods"] = ", ".join([*allowed, "OPTIONS"])
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Max-Age"] = "3600"
+        return response
+
+    def _error_response(self, request: flask.Request, error: LecternError) -> flask.Response:
+        if error.status >= 500:
+            log.error("dependency failure: %s", error.message, extra={"path": request.path})
+        response = json_response(error.to_body(), error.status)
+        response.headers.extend(error.headers)
+        return response
+
+
+def build_router(needs: Needs) -> Router:
+    """Settings (exiting with one line if bad), logging and auth for an HTTP function."""
+    from shared.auth import Authenticator
+    from shared.config import Needs, load_settings_or_exit
+    from shared.log import configure_logging
+
+    settings = load_settings_or_exit(needs | Needs.DATABASE | Needs.AUTH)
+    configure_logging(settings.LOG_LEVEL)
+    return Router(settings, Authenticator(settings))

@@ -1,0 +1,1 @@
+"""The local stack behind ``lectern dev``: never imported by a deployed function."""

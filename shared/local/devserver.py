@@ -1,0 +1,177 @@
+"""``lectern dev``: the whole stack on one local port.
+
+Every folder of ``functions/`` is loaded through functions-framework's own
+``create_app`` (the code path Cloud Functions runs) and mounted at
+``/<function>``; beside them the local JWKS and ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from shared.local.issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer, local_subject
+
+__all__ = ["FUNCTIONS_DIR", "LocalStack", "function_names"]
+
+log = logging.getLogger("lectern.dev")
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+DEMO_USERS = {
+    "student": ("student@lectern.local", "Demo Student", "STUDENT"),
+    "admin": ("admin@lectern.local", "Demo Admin", "ADMIN"),
+}
+DATABASE_NAME = "lectern"
+LOCAL_BUCKET = "lectern-local-materials"
+
+
+def function_names() -> list[str]:
+    """Each folder with a main.py is a function whose entry point is its folder name."""
+    return sorted(p.parent.name for p in FUNCTIONS_DIR.glob("*/main.py"))
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+@dataclass
+class LocalStack:
+    data_dir: Path
+    port: int = 8080
+    host: str = "127.0.0.1"
+    tokens: dict[str, str] = field(default_factory=dict)
+    _server: BaseWSGIServer | None = None
+    _postgres: Any = None
+    _ready = threading.Event()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://{self.host}:{self._server.server_port}"
+
+    def start(self) -> None:
+        from shared.config import load_settings
+        from shared.db.engine import get_engine, transaction
+        from shared.local.demo import ensure_user, load_demo_data
+        from shared.local.postgres import create_database, start_postgres
+        from shared.migrate import upgrade
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Bind first: with --port 0 the JWKS URL is known only once bound.
+        self._server = make_server(self.host, self.port, self._wsgi, threaded=True)
+        self._postgres = start_postgres(self.data_dir / "pgdata")
+        database_url = create_database(self._postgres, DATABASE_NAME)
+        issuer = LocalIssuer(self.data_dir / "issuer-key.pem")
+        self._jwks = issuer.jwks()
+        os.environ.update(
+            {
+                "DATABASE_URL": database_url,
+                "GCS_BUCKET": os.environ.get("GCS_BUCKET", LOCAL_BUCKET),
+                "AUTH_ISSUER": LOCAL_ISSUER,
+                "AUTH_AUDIENCE": LOCAL_AUDIENCE,
+                "AUTH_JWKS_URL": f"{self.base_url}/.well-known/jwks.json",
+                "EMBEDDINGS_PROVIDER": os.environ.get("EMBEDDINGS_PROVIDER", "local"),
+            }
+        )
+        os.environ.setdefault("CORS_ORIGINS", "http://localhost:5173,http://127.0.0.1:5173")
+        settings = load_settings()
+        upgrade()
+        with transaction(settings) as session:
+            load_demo_data(session)
+            for role_key, (email, name, role) in DEMO_USERS.items():
+                ensure_user(session, subject=local_subject(email), email=email, name=name, role=role)
+                self.tokens[role_key] = issuer.token(
+                    subject=local_subject(email), email=email, name=name
+                )
+        self._engine = get_engine(settings)
+        self._mount_functions()
+        (self.data_dir / "tokens.json").write_text(json.dumps(self.tokens, indent=2))
+        self._ready.set()
+
+    def _mount_functions(self) -> None:
+        from functions_framework import create_app
+
+        mounts: dict[str, Any] = {}
+        for name in function_names():
+            mounts[f"/{name}"] = create_app(name, str(FUNCTIONS_DIR / name / "main.py"))
+        self._dispatcher = DispatcherMiddleware(self._root, mounts)
+
+    def _root(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        if request.path == "/.well-known/jwks.json":
+            response = _json(self._jwks)
+        elif request.path == "/healthz":
+            response = self._health()
+        else:
+            body = {"error": {"code": "not_found", "message": f"no route for {request.path}"}}
+            response = _json(body, 404)
+        return response(environ, start_response)
+
+    def _health(self) -> Response:
+        try:
+            with self._engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            log.exception("health check failed")
+            return _json({"status": "database unavailable"}, 503)
+        return _json({"status": "ok", "functions": function_names()})
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not self._ready.is_set():
+            response = _json({"status": "starting"}, 503)
+            return response(environ, start_response)
+        return self._dispatcher(environ, start_response)
+
+    def serve_forever(self) -> None:
+        assert self._server is not None
+
+        def stop(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            self._server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        from shared.db.engine import dispose_engine
+
+        if self._server is not None:
+            self._server.server_close()
+            self._server = None
+        dispose_engine()
+        if self._postgres is not None:
+            self._postgres.cleanup()
+            self._postgres = None
+
+    def banner(self) -> str:
+        base = self.base_url
+        lines = ["Lectern local stack is up.", ""]
+        lines += [f"  {name:<10} {base}/{name}/" for name in function_names()]
+        lines += [
+            f"  {'jwks':<10} {base}/.well-known/jwks.json",
+            f"  {'health':<10} {base}/healthz",
+            "",
+            f"Student token (student@lectern.local):\n{self.tokens['student']}",
+            "",
+            f"Admin token (admin@lectern.local):\n{self.tokens['admin']}",
+            "",
+            f"Tokens are also in {self.data_dir / 'tokens.json'}. Try:",
+            f'  curl -H "Authorization: Bearer $TOKEN" {base}/catalog/majors',
+            "Ctrl-C stops everything.",
+        ]
+        return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""The signed-in user's profile and XP ledger."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from shared.db.models import Major, PointsTransaction, User
+from shared.errors import ValidationFailed
+
+__all__ = ["list_points", "update_profile", "user_to_json"]
+
+PROFILE_FIELDS = ("name", "bio", "avatar_url", "university", "major_id")
+
+
+def user_to_json(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+        "total_points": user.total_points,
+        "major_id": user.major_id,
+        "bio": user.bio,
+        "avatar_url": user.avatar_url,
+        "university": user.university,
+        "created_at": user.created_at,
+    }
+
+
+def update_profile(*, session: Session, user: User, changes: dict[str, Any]) -> User:
+    """Apply already-validated profile changes; an unknown major is a 422."""
+    major_id = changes.get("major_id")
+    if major_id is not None and session.get(Major, major_id) is None:
+        raise ValidationFailed({"major_id": "no such major"})
+    for name, value in changes.items():
+        if name not in PROFILE_FIELDS:
+            raise ValueError(f"not a profile field: {name}")
+        setattr(user, name, value)
+    session.flush()
+    return user
+
+
+def list_points(
+    *,
+    session: Session,
+    user_id: uuid.UUID,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> tuple[list[dict[str, Any]], tuple[datetime, uuid.UUID] | None]:
+    """One page of the user's ledger, newest first, and the key of the next page."""
+    statement = (
+        select(PointsTransaction)
+        .where(PointsTransaction.user_id == user_id)
+        .order_by(PointsTransaction.created_at.desc(), PointsTransaction.id.desc())
+        .limit(limit + 1)
+    )
+    if after is not None:
+        statement = statement.where(
+            tuple_(PointsTransaction.created_at, PointsTransaction.id) < tuple_(*after)
+        )
+    rows = list(session.scalars(statement))
+    page = rows[:limit]
+    next_key = (page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    entries = [
+        {
+            "id": row.id,
+            "amount": row.amount,
+            "action": row.action,
+            "reason": row.reason,
+            "created_at": row.created_at,
+        }
+        for row in page
+    ]
+    return entries, next_key
