@@ -20,6 +20,7 @@ import jwt
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
+from shared.config import Needs
 from shared.db.models import User
 from shared.errors import Conflict, ServiceUnavailable, Unauthorized
 
@@ -44,10 +45,10 @@ class Authenticator:
     """Verifies tokens for one issuer and audience."""
 
     def __init__(self, settings: Settings) -> None:
-        assert settings.AUTH_ISSUER and settings.AUTH_AUDIENCE and settings.AUTH_JWKS_URL
-        self.issuer = settings.AUTH_ISSUER
-        self.audience = settings.AUTH_AUDIENCE
-        self.jwks_url = settings.AUTH_JWKS_URL
+        settings.require(Needs.AUTH)
+        self.issuer = str(settings.AUTH_ISSUER)
+        self.audience = str(settings.AUTH_AUDIENCE)
+        self.jwks_url = str(settings.AUTH_JWKS_URL)
         self._jwks: jwt.PyJWKClient | None = None
 
     @property
@@ -106,9 +107,7 @@ def get_or_create_user(session: Session, *, auth0_id: str, email: str, name: str
         )
         user = session.scalar(select(User).where(User.auth0_id == auth0_id))
         if user is None:
-            raise Conflict(
-                "this email already belongs to another account", code="email_in_use"
-            )
+            raise Conflict("this email already belongs to another account", code="email_in_use")
     return user
 
 

@@ -82,7 +82,7 @@ class MaterialFilters:
     material_year: int | None = None
 
 
-def _materials_query() -> Select[Any]:
+def _materials_query() -> Select[Material, str, str, str]:
     return (
         select(Material, Course.name, Lecturer.name, MaterialType.display_name)
         .join(Course, Course.id == Material.course_id)

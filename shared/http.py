@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import flask
 from pydantic import BaseModel, ValidationError
@@ -222,16 +222,15 @@ class Router:
                     f"{request.method} is not allowed here",
                     headers={"Allow": ", ".join([*allowed, "OPTIONS"])},
                 )
-            if (request.content_length or 0) > MAX_JSON_BYTES and request.mimetype != "multipart/form-data":
+            is_upload = request.mimetype == "multipart/form-data"
+            if (request.content_length or 0) > MAX_JSON_BYTES and not is_upload:
                 raise PayloadTooLarge("the body is too large")
             route, match = chosen
             return route.handler(Call(request, match.groupdict(), self))
         except LecternError as error:
             return self._error_response(request, error)
         except Exception:
-            log.exception(
-                "unhandled error", extra={"method": request.method, "path": path}
-            )
+            log.exception("unhandled error", extra={"method": request.method, "path": path})
             body = {"error": {"code": "internal_error", "message": "internal error"}}
             return json_response(body, 500)
 

@@ -28,7 +28,7 @@ def _storage_client() -> Any:
     if _client is None:
         with _lock:
             if _client is None:
-                from google.cloud import storage
+                from google.cloud import storage  # type: ignore[attr-defined]
 
                 _client = storage.Client()
     return _client
@@ -63,6 +63,7 @@ def download_url(settings: Settings, object_name: str) -> str:
     import google.auth
     from google.auth.transport.requests import Request
 
+    credentials: Any
     credentials, _ = google.auth.default()
     credentials.refresh(Request())
     blob = get_bucket(settings).blob(object_name)

@@ -91,9 +91,7 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 UUIDKey = Annotated[
     uuid.UUID, mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
 ]
-Timestamp = Annotated[
-    datetime, mapped_column(DateTime(timezone=True), server_default=func.now())
-]
+Timestamp = Annotated[datetime, mapped_column(DateTime(timezone=True), server_default=func.now())]
 
 
 class Base(DeclarativeBase):
@@ -249,9 +247,7 @@ class Material(Base):
         Index("ix_materials_lecturer_id", "lecturer_id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("file_requests.id"), primary_key=True
-    )
+    id: Mapped[uuid.UUID] = mapped_column(ForeignKey("file_requests.id"), primary_key=True)
     title: Mapped[str]
     academic_year: Mapped[int]
     material_year: Mapped[int]

@@ -75,7 +75,10 @@ def load_demo_data(session: Session) -> None:
     _insert_missing(
         session,
         Major,
-        [{"id": demo_id("major", slug), "name": name, "slug": slug} for slug, name in MAJORS.items()],
+        [
+            {"id": demo_id("major", slug), "name": name, "slug": slug}
+            for slug, name in MAJORS.items()
+        ],
     )
     _insert_missing(
         session,

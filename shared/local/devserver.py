@@ -90,7 +90,9 @@ class LocalStack:
         with transaction(settings) as session:
             load_demo_data(session)
             for role_key, (email, name, role) in DEMO_USERS.items():
-                ensure_user(session, subject=local_subject(email), email=email, name=name, role=role)
+                ensure_user(
+                    session, subject=local_subject(email), email=email, name=name, role=role
+                )
                 self.tokens[role_key] = issuer.token(
                     subject=local_subject(email), email=email, name=name
                 )
@@ -104,7 +106,8 @@ class LocalStack:
 
         mounts: dict[str, Any] = {}
         for name in function_names():
-            mounts[f"/{name}"] = create_app(name, str(FUNCTIONS_DIR / name / "main.py"))
+            source = str(FUNCTIONS_DIR / name / "main.py")
+            mounts[f"/{name}"] = create_app(name, source)  # type: ignore[no-untyped-call]
         self._dispatcher = DispatcherMiddleware(self._root, mounts)
 
     def _root(self, environ: dict[str, Any], start_response: Any) -> Any:

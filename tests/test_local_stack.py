@@ -1,0 +1,159 @@
+"""`lectern dev` and `lectern token` as a developer runs them, in real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+class Stack:
+    def __init__(self, data_dir: Path) -> None:
+        self.port = _free_port()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shared.cli",
+                "dev",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.output: list[str] = []
+        deadline = time.monotonic() + 120
+        assert self.process.stdout is not None
+        while "Ctrl-C stops everything." not in "".join(self.output):
+            line = self.process.stdout.readline()
+            if not line and self.process.poll() is not None:
+                raise AssertionError("lectern dev exited:\n" + "".join(self.output))
+            self.output.append(line)
+            assert time.monotonic() < deadline, "lectern dev did not start"
+        self.tokens = json.loads((data_dir / "tokens.json").read_text())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            assert self.process.stdout is not None
+            self.process.stdout.close()
+
+
+def _postgres_running(pgdata: Path) -> bool:
+    import psutil
+
+    for process in psutil.process_iter(attrs=["name", "cmdline"]):
+        if process.info["name"] == "postgres" and str(pgdata) in " ".join(
+            process.info["cmdline"] or []
+        ):
+            return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lectern-dev")
+
+
+def test_dev_serves_every_function_and_stops_cleanly(data_dir: Path) -> None:
+    stack = Stack(data_dir)
+    try:
+        banner = "".join(stack.output)
+        assert stack.tokens["student"] in banner
+        assert stack.tokens["admin"] in banner
+        assert _get(f"{stack.url}/healthz")[0] == 200
+        status, body = _get(f"{stack.url}/.well-known/jwks.json")
+        assert status == 200
+        assert body["keys"][0]["alg"] == "RS256"
+
+        status, body = _get(f"{stack.url}/catalog/majors", stack.tokens["student"])
+        assert status == 200
+        assert "Software Engineering" in [major["name"] for major in body["majors"]]
+        status, body = _get(f"{stack.url}/catalog/courses?year=1", stack.tokens["student"])
+        assert status == 200
+        assert len(body["courses"]) >= 5
+        status, body = _get(f"{stack.url}/profile/me", stack.tokens["admin"])
+        assert (status, body["user"]["role"]) == (200, "ADMIN")
+        assert _get(f"{stack.url}/catalog/majors")[0] == 401
+
+        # `lectern token` against the running stack: the user exists with that role.
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "shared.cli",
+                "token",
+                "--email",
+                "Prof@Example.edu",
+                "--role",
+                "ADMIN",
+                "--name",
+                "Prof",
+                "--data-dir",
+                str(data_dir),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        token = result.stdout.strip()
+        status, body = _get(f"{stack.url}/profile/me", token)
+        assert status == 200
+        assert (body["user"]["email"], body["user"]["role"]) == ("prof@example.edu", "ADMIN")
+        # The running stack's database must survive the token command.
+        assert _get(f"{stack.url}/healthz")[0] == 200
+    finally:
+        code = stack.stop()
+    assert code == 0
+    assert not _postgres_running(data_dir / "pgdata")
+
+    # A second start reuses the data: the earlier token and its user still work.
+    again = Stack(data_dir)
+    try:
+        status, body = _get(f"{again.url}/profile/me", token)
+        assert (status, body["user"]["role"]) == (200, "ADMIN")
+    finally:
+        assert again.stop() == 0
+    assert not _postgres_running(data_dir / "pgdata")
