@@ -79,10 +79,13 @@ def no_content() -> flask.Response:
 def _field_errors(error: ValidationError) -> dict[str, str]:
     fields: dict[str, str] = {}
     for item in error.errors():
-        name = ".".join(str(part) for part in item["loc"]) or "body"
-        message = item["msg"]
+        name = ".".join(str(part) for part in item["loc"])
         # pydantic prefixes custom errors with "Value error, "; users need only the reason.
-        message = message.removeprefix("Value error, ")
+        message = item["msg"].removeprefix("Value error, ")
+        if not name:
+            # A cross-field check names its field as "field: reason".
+            name, _, rest = message.partition(": ")
+            name, message = (name, rest) if rest and name.isidentifier() else ("body", message)
         fields.setdefault(name, message)
     return fields
 

@@ -1,13 +1,25 @@
-"""The materials bucket.
+"""The materials bucket: object names, metadata, and the few operations we use.
+
+Layout:
+    pending/<request_id>/<filename>    a submission awaiting moderation
+    rejected/<request_id>/<filename>   a rejected submission (lifecycle-deleted)
+    <CourseName>/<filename>            a published material (the seed's file_url)
+
+Every object carries metadata tying it to its request, so the ingestion
+pipeline maps an object to its material without parsing its path.
 
 The google-cloud-storage client is created on first use and reused: it costs
 ~230 ms to import, and functions that never touch the bucket never pay it.
-``STORAGE_EMULATOR_HOST`` (read by the client itself) points it at an emulator.
+``STORAGE_EMULATOR_HOST`` points it at an emulator (anonymous credentials).
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
+import unicodedata
+import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -15,22 +27,92 @@ from urllib.parse import quote
 if TYPE_CHECKING:
     from shared.config import Settings
 
-__all__ = ["download_url", "get_bucket", "reset_client"]
+__all__ = [
+    "META_COURSE_ID",
+    "META_REQUEST_ID",
+    "META_SHA256",
+    "META_UPLOADER_ID",
+    "Bucket",
+    "course_object",
+    "download_url",
+    "get_bucket",
+    "numbered",
+    "pending_object",
+    "rejected_object",
+    "reset_client",
+    "safe_filename",
+    "safe_segment",
+]
 
 DOWNLOAD_URL_LIFETIME = timedelta(minutes=15)
+TIMEOUT_SECONDS = 30
+MAX_NAME_LENGTH = 120
+
+META_REQUEST_ID = "lectern-request-id"
+META_SHA256 = "lectern-sha256"
+META_UPLOADER_ID = "lectern-uploader-id"
+META_COURSE_ID = "lectern-course-id"
 
 _lock = threading.Lock()
 _client: Any = None
 
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+_SPACES = re.compile(r"\s+")
 
-def _storage_client() -> Any:
+
+def safe_segment(text: str, *, fallback: str, max_length: int = MAX_NAME_LENGTH) -> str:
+    """One readable path segment: no separators, control characters or dot-only names."""
+    text = unicodedata.normalize("NFC", text)
+    text = _UNSAFE.sub(" ", text)
+    text = _SPACES.sub(" ", text).strip(" .")
+    text = text[:max_length].rstrip(" .")
+    return text or fallback
+
+
+def safe_filename(filename: str | None) -> str:
+    """A user's filename made safe for an object name, always ending in .pdf."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    stem = name[:-4] if name.lower().endswith(".pdf") else name
+    return safe_segment(stem, fallback="file", max_length=MAX_NAME_LENGTH - 4) + ".pdf"
+
+
+def numbered(filename: str, number: int) -> str:
+    """``notes.pdf`` -> ``notes (2).pdf``: the name for the Nth clash in a folder."""
+    if number <= 1:
+        return filename
+    stem = filename[:-4]
+    return f"{stem} ({number}).pdf"
+
+
+def pending_object(request_id: uuid.UUID, filename: str) -> str:
+    return f"pending/{request_id}/{filename}"
+
+
+def rejected_object(request_id: uuid.UUID, filename: str) -> str:
+    return f"rejected/{request_id}/{filename}"
+
+
+def course_object(course_name: str, filename: str) -> str:
+    folder = safe_segment(course_name, fallback="course")
+    if folder in {"pending", "rejected"}:
+        folder = f"{folder} course"
+    return f"{folder}/{filename}"
+
+
+def _storage_client(settings: Settings) -> Any:
     global _client
     if _client is None:
         with _lock:
             if _client is None:
                 from google.cloud import storage  # type: ignore[attr-defined]
 
-                _client = storage.Client()
+                if settings.STORAGE_EMULATOR_HOST:
+                    from google.auth.credentials import AnonymousCredentials
+
+                    anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+                    _client = storage.Client(project="lectern-local", credentials=anonymous)
+                else:
+                    _client = storage.Client()
     return _client
 
 
@@ -40,8 +122,54 @@ def reset_client() -> None:
     _client = None
 
 
-def get_bucket(settings: Settings) -> Any:
-    return _storage_client().bucket(settings.GCS_BUCKET)
+class Bucket:
+    """The operations Lectern performs on the materials bucket."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._bucket = _storage_client(settings).bucket(settings.GCS_BUCKET)
+
+    @property
+    def name(self) -> str:
+        return str(self._bucket.name)
+
+    def upload(self, name: str, data: bytes, metadata: dict[str, str]) -> int:
+        """Write a new object; returns its generation."""
+        blob = self._bucket.blob(name)
+        blob.metadata = metadata
+        blob.upload_from_string(data, content_type="application/pdf", timeout=TIMEOUT_SECONDS)
+        return int(blob.generation)
+
+    def copy(self, source: str, destination: str) -> int:
+        """Copy an object with its metadata; returns the new object's generation."""
+        blob = self._bucket.get_blob(source, timeout=TIMEOUT_SECONDS)
+        if blob is None:
+            raise FileNotFoundError(source)
+        copied = self._bucket.copy_blob(blob, self._bucket, destination, timeout=TIMEOUT_SECONDS)
+        if copied.metadata != blob.metadata:
+            # Some servers (the emulator) drop metadata on copy; GCS keeps it.
+            copied.metadata = blob.metadata
+            copied.patch(timeout=TIMEOUT_SECONDS)
+        return int(copied.generation)
+
+    def delete(self, name: str) -> None:
+        """Delete an object; one that is already gone is fine."""
+        from google.api_core.exceptions import NotFound
+
+        with contextlib.suppress(NotFound):
+            self._bucket.blob(name).delete(timeout=TIMEOUT_SECONDS)
+
+    def metadata(self, name: str) -> dict[str, str] | None:
+        """The object's metadata, or None when it does not exist."""
+        blob = self._bucket.get_blob(name, timeout=TIMEOUT_SECONDS)
+        return None if blob is None else dict(blob.metadata or {})
+
+    def read(self, name: str) -> bytes:
+        data: bytes = self._bucket.blob(name).download_as_bytes(timeout=TIMEOUT_SECONDS)
+        return data
+
+
+def get_bucket(settings: Settings) -> Bucket:
+    return Bucket(settings)
 
 
 def download_url(settings: Settings, object_name: str) -> str:
@@ -66,7 +194,7 @@ def download_url(settings: Settings, object_name: str) -> str:
     credentials: Any
     credentials, _ = google.auth.default()
     credentials.refresh(Request())
-    blob = get_bucket(settings).blob(object_name)
+    blob = _storage_client(settings).bucket(settings.GCS_BUCKET).blob(object_name)
     url: str = blob.generate_signed_url(
         version="v4",
         expiration=DOWNLOAD_URL_LIFETIME,

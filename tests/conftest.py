@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,11 +27,30 @@ from shared.db.engine import dispose_engine
 from shared.local.issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer
 from shared.local.postgres import create_database, start_postgres
 from shared.migrate import upgrade
+from shared.storage import reset_client
 from tests.factories import make_user
 
 REPO = Path(__file__).resolve().parents[1]
+BUCKET = "lectern-test"
 TEMPLATE = "lectern_template"
 _database_numbers = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def bucket(function_env: dict[str, str]) -> Any:
+    """The test bucket, read directly (not through the code under test)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    os.environ["STORAGE_EMULATOR_HOST"] = function_env["STORAGE_EMULATOR_HOST"]
+    client = storage.Client(project="test", credentials=AnonymousCredentials())
+    return client.bucket(BUCKET)
 
 
 @pytest.fixture(autouse=True)
@@ -111,16 +131,34 @@ def jwks_url(issuer: LocalIssuer) -> Iterator[str]:
     server.server_close()
 
 
+@pytest.fixture(scope="session")
+def storage_emulator() -> Iterator[str]:
+    """gcp-storage-emulator on loopback, in memory, with the test bucket."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
 @pytest.fixture(scope="module")
-def function_env(database_url: str, jwks_url: str) -> dict[str, str]:
+def storage_host(storage_emulator: str) -> str:
+    """Where functions reach storage; a module may put a fault proxy in between."""
+    return storage_emulator
+
+
+@pytest.fixture(scope="module")
+def function_env(database_url: str, jwks_url: str, storage_host: str) -> dict[str, str]:
     """The environment a deployed function would get, pointed at local parts."""
     return {
         "DATABASE_URL": database_url,
         "AUTH_ISSUER": LOCAL_ISSUER,
         "AUTH_AUDIENCE": LOCAL_AUDIENCE,
         "AUTH_JWKS_URL": jwks_url,
-        "GCS_BUCKET": "lectern-test",
-        "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9",
+        "GCS_BUCKET": BUCKET,
+        "STORAGE_EMULATOR_HOST": storage_host,
         "CORS_ORIGINS": "https://app.lectern.test",
         "EMBEDDINGS_PROVIDER": "local",
     }
@@ -134,12 +172,14 @@ def function_client(function_env: dict[str, str]) -> Iterator[Callable[[str], An
     saved = dict(os.environ)
     os.environ.update(function_env)
     dispose_engine()
+    reset_client()
 
     def build(name: str) -> Any:
         return create_app(name, str(REPO / "functions" / name / "main.py")).test_client()
 
     yield build
     dispose_engine()
+    reset_client()
     os.environ.clear()
     os.environ.update(saved)
 

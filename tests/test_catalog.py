@@ -151,7 +151,7 @@ def test_material_fields_and_filters(
 
 
 def test_get_material_has_a_download_url(
-    client: Any, headers: dict[str, str], sessions: sessionmaker[Session]
+    client: Any, headers: dict[str, str], sessions: sessionmaker[Session], storage_host: str
 ) -> None:
     with sessions.begin() as session:
         material = make_material(session)

@@ -20,6 +20,7 @@ from pydantic import (
 from shared import users
 from shared.config import Needs
 from shared.db.engine import transaction
+from shared.fields import MultilineText, SingleLineText
 from shared.http import Call, build_router, json_response
 from shared.pagination import decode_cursor, encode_cursor
 
@@ -33,18 +34,15 @@ def _https_url(value: str) -> str:
     return value
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True)]
-
-
 class ProfileChanges(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[Text, StringConstraints(min_length=1, max_length=100)] | None = None
-    bio: Annotated[Text, StringConstraints(max_length=500)] | None = None
+    name: Annotated[SingleLineText, StringConstraints(min_length=1, max_length=100)] | None = None
+    bio: Annotated[MultilineText, StringConstraints(max_length=500)] | None = None
     avatar_url: (
         Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https_url)] | None
     ) = None
-    university: Annotated[Text, StringConstraints(max_length=200)] | None = None
+    university: Annotated[SingleLineText, StringConstraints(max_length=200)] | None = None
     major_id: uuid.UUID | None = None
 
     @field_validator("name")

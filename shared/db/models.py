@@ -59,7 +59,12 @@ EMBEDDING_DIMENSIONS = 1536
 ROLES = ("STUDENT", "ADMIN")
 REQUEST_STATUSES = ("pending", "approved", "rejected")
 INGEST_STATUSES = ("queued", "processing", "ready", "no_text", "failed")
-LEDGER_ACTIONS = ("upload_approval", "file_completed", "course_complete")
+LEDGER_ACTIONS = (
+    "upload_approval",
+    "upload_approval_revoked",
+    "file_completed",
+    "course_complete",
+)
 ACTIVITY_STATUSES = ("not_started", "exploring", "engaged", "completed")
 PRIORITIES = ("normal", "high", "urgent")
 AUDIT_ACTIONS = (
@@ -227,6 +232,9 @@ class FileRequest(Base):
     status: Mapped[str] = mapped_column(server_default="pending")
     notes: Mapped[str | None]
     admin_note: Mapped[str | None]
+    # Incremented by every approval: names the ledger rows of that approval
+    # (see migration 0002), so approve -> undo -> approve awards again.
+    approval_episode: Mapped[int] = mapped_column(server_default="0")
     created_at: Mapped[Timestamp]
     updated_at: Mapped[Timestamp]
 
@@ -256,7 +264,7 @@ class Material(Base):
     type_id: Mapped[uuid.UUID] = _fk("material_types.id")
     uploader_id: Mapped[uuid.UUID] = _fk("users.id")
     notes: Mapped[str | None]
-    file_url: Mapped[str]
+    file_url: Mapped[str] = mapped_column(unique=True)
     page_count: Mapped[int]
     sha256: Mapped[str]
     ingest_status: Mapped[str] = mapped_column(server_default="queued")
@@ -276,7 +284,6 @@ class PointsTransaction(Base):
     __table_args__ = (
         CheckConstraint(_in("action", LEDGER_ACTIONS), name="action"),
         CheckConstraint("amount <> 0", name="amount_nonzero"),
-        UniqueConstraint("request_id", "action"),
         Index("ix_points_transactions_user_created", "user_id", text("created_at DESC"), "id"),
     )
 
@@ -286,7 +293,8 @@ class PointsTransaction(Base):
     action: Mapped[str]
     reason: Mapped[str]
     request_id: Mapped[uuid.UUID | None] = _fk("file_requests.id", nullable=True)
-    source_id: Mapped[str | None] = mapped_column(unique=True)
+    # The idempotency key of the award: a retry with the same key writes nothing.
+    source_id: Mapped[str] = mapped_column(unique=True)
     created_at: Mapped[Timestamp]
 
 

@@ -1,0 +1,149 @@
+"""moderate: admins list file requests, move them between states, read the audit log."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import flask
+import functions_framework
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from shared import moderation
+from shared.config import Needs
+from shared.db.engine import transaction
+from shared.fields import MultilineText
+from shared.http import Call, build_router, json_response
+from shared.pagination import decode_cursor, encode_cursor
+from shared.storage import get_bucket
+
+log = logging.getLogger("lectern.moderate")
+router = build_router(Needs.STORAGE)
+
+
+class RequestQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["pending", "approved", "rejected"] | None = "pending"
+    course_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = None
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=50, ge=1, le=200)
+    before: datetime | None = None
+
+
+class ActionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["approve", "reject", "undo_approve", "undo_reject"]
+    request_ids: list[uuid.UUID] = Field(min_length=1, max_length=100)
+    reason: Annotated[MultilineText, StringConstraints(max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _reason_to_reject(self) -> ActionBody:
+        if self.action == "reject" and not self.reason:
+            raise ValueError("reason: required to reject")
+        return self
+
+
+@router.get("/requests")
+def list_requests(call: Call) -> flask.Response:
+    query = call.query(RequestQuery)
+    after = decode_cursor(query.cursor) if query.cursor else None
+    with transaction(call.settings) as session:
+        call.admin(session)
+        requests, next_key = moderation.list_requests(
+            session,
+            status=query.status,
+            course_id=query.course_id,
+            user_id=query.user_id,
+            limit=query.limit,
+            after=after,
+        )
+    next_cursor = encode_cursor(*next_key) if next_key else None
+    return json_response({"requests": requests, "next_cursor": next_cursor})
+
+
+def _apply(call: Call, body: ActionBody, request_id: uuid.UUID) -> tuple[dict[str, Any], str]:
+    """One item in its own transaction; its failure is its own result."""
+    bucket = get_bucket(call.settings)
+    try:
+        with transaction(call.settings) as session:
+            outcome = moderation.transition(
+                session,
+                bucket,
+                call.settings,
+                request_id=request_id,
+                action=body.action,
+                reason=body.reason,
+            )
+    except moderation.ItemError as error:
+        result = {"request_id": request_id, "ok": False, "status": error.status}
+        return {**result, "error": error.code, "message": error.message}, ""
+    except Exception:
+        log.exception("moderation step failed", extra={"request_id": str(request_id)})
+        result = {"request_id": request_id, "ok": False, "status": None}
+        return {**result, "error": "internal_error", "message": "try again"}, ""
+    for stale in outcome.stale_objects:
+        try:
+            bucket.delete(stale)
+        except Exception:
+            # The committed row no longer refers to it; a leftover copy harms nothing.
+            log.warning("could not delete %s", stale, exc_info=True)
+    return {"request_id": request_id, "ok": True, "status": outcome.status}, outcome.title
+
+
+@router.post("/actions")
+def act(call: Call) -> flask.Response:
+    body = call.json(ActionBody)
+    with transaction(call.settings) as session:
+        admin = call.admin(session)
+    request_ids = list(dict.fromkeys(body.request_ids))
+    results: list[dict[str, Any]] = []
+    titles: list[str] = []
+    for request_id in request_ids:
+        result, title = _apply(call, body, request_id)
+        results.append(result)
+        if title:
+            titles.append(title)
+    with transaction(call.settings) as session:
+        moderation.record_audit(
+            session,
+            actor=admin,
+            action=body.action,
+            request_ids=request_ids,
+            meta={
+                "count": len(request_ids),
+                "succeeded": sum(1 for result in results if result["ok"]),
+                "titles": titles,
+                "reason": body.reason,
+                "failures": {
+                    str(result["request_id"]): result["error"]
+                    for result in results
+                    if not result["ok"]
+                },
+            },
+        )
+    return json_response({"results": results})
+
+
+@router.get("/audit")
+def audit(call: Call) -> flask.Response:
+    query = call.query(AuditQuery)
+    with transaction(call.settings) as session:
+        call.admin(session)
+        entries = moderation.list_audit(session, limit=query.limit, before=query.before)
+    return json_response({"entries": entries})
+
+
+@functions_framework.http
+def moderate(request: flask.Request) -> flask.Response:
+    return router(request)

@@ -1,0 +1,203 @@
+"""submit: a student uploads a PDF for moderation and lists their own requests."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import flask
+import functions_framework
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from shared import submissions
+from shared.config import Needs
+from shared.db.engine import transaction
+from shared.db.models import FileRequest
+from shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from shared.fields import MultilineText, SingleLineText
+from shared.http import Call, build_router, json_response, validate
+from shared.pagination import decode_cursor, encode_cursor
+from shared.pdf import count_pages
+from shared.storage import (
+    META_COURSE_ID,
+    META_REQUEST_ID,
+    META_SHA256,
+    META_UPLOADER_ID,
+    get_bucket,
+    pending_object,
+    safe_filename,
+)
+
+log = logging.getLogger("lectern.submit")
+router = build_router(Needs.STORAGE)
+
+# Room for the form fields and multipart boundaries around the file itself.
+FORM_OVERHEAD_BYTES = 256 * 1024
+
+
+class SubmitForm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    course_id: uuid.UUID
+    type_id: uuid.UUID
+    title: Annotated[SingleLineText, StringConstraints(min_length=1, max_length=200)]
+    academic_year: int = Field(ge=1, le=4)
+    material_year: int = Field(ge=1950)
+    lecturer_id: uuid.UUID | None = None
+    lecturer_name: (
+        Annotated[SingleLineText, StringConstraints(min_length=1, max_length=100)] | None
+    ) = None
+    notes: Annotated[MultilineText, StringConstraints(max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SubmitForm:
+        if self.material_year > datetime.now(UTC).year + 1:
+            raise ValueError("material_year: cannot be in the future")
+        if (self.lecturer_id is None) == (self.lecturer_name is None):
+            raise ValueError("lecturer_id: give exactly one of lecturer_id or lecturer_name")
+        return self
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["pending", "approved", "rejected"] | None = None
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = None
+
+
+def _form(call: Call) -> tuple[SubmitForm, bytes, str]:
+    """The validated fields and the file's bytes, read under the size cap."""
+    request = call.request
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaType("send the upload as multipart/form-data")
+    cap = call.settings.max_upload_bytes
+    too_large = PayloadTooLarge(f"the file is larger than {call.settings.MAX_UPLOAD_MB} MB")
+    if (request.content_length or 0) > cap + FORM_OVERHEAD_BYTES:
+        raise too_large
+    # Werkzeug stops reading at this limit and spools file parts to disk, so
+    # an oversized or endless body never sits whole in memory.
+    request.max_content_length = cap + FORM_OVERHEAD_BYTES
+    try:
+        fields = {key: value for key, value in request.form.items() if value.strip() != ""}
+        upload = request.files.get("file")
+    except RequestEntityTooLarge:
+        raise too_large from None
+    form = validate(SubmitForm, fields)
+    if upload is None:
+        raise ValidationFailed({"file": "required"})
+    data = upload.stream.read(cap + 1)
+    if len(data) > cap:
+        raise too_large
+    return form, data, upload.filename or ""
+
+
+def _raise_if_duplicate(call: Call, form: SubmitForm, sha256: str) -> None:
+    with transaction(call.settings) as session:
+        existing = submissions.find_live_duplicate(session, course_id=form.course_id, sha256=sha256)
+        if existing is not None:
+            raise submissions.duplicate_error(existing)
+
+
+@router.post("/")
+def submit_file(call: Call) -> flask.Response:
+    with transaction(call.settings) as session:
+        user_id = call.user(session).id
+    form, data, filename = _form(call)
+    page_count = count_pages(data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    request_id = uuid.uuid4()
+    filename = safe_filename(filename)
+    object_name = pending_object(request_id, filename)
+    bucket = get_bucket(call.settings)
+    uploaded = False
+    try:
+        with transaction(call.settings) as session:
+            course = submissions.check_references(
+                session,
+                course_id=form.course_id,
+                type_id=form.type_id,
+                lecturer_id=form.lecturer_id,
+            )
+            existing = submissions.find_live_duplicate(session, course_id=course.id, sha256=sha256)
+            if existing is not None:
+                raise submissions.duplicate_error(existing)
+            lecturer_id = form.lecturer_id or submissions.resolve_lecturer(
+                session, name=str(form.lecturer_name)
+            )
+            request = FileRequest(
+                id=request_id,
+                user_id=user_id,
+                course_id=course.id,
+                type_id=form.type_id,
+                lecturer_id=lecturer_id,
+                title=form.title,
+                academic_year=form.academic_year,
+                material_year=form.material_year,
+                file_url=object_name,
+                original_filename=filename,
+                sha256=sha256,
+                size_bytes=len(data),
+                page_count=page_count,
+                notes=form.notes,
+            )
+            session.add(request)
+            # Constraint violations surface here, before anything is uploaded.
+            session.flush()
+            # Upload inside the transaction: if it fails, the row is rolled back.
+            bucket.upload(
+                object_name,
+                data,
+                {
+                    META_REQUEST_ID: str(request_id),
+                    META_SHA256: sha256,
+                    META_UPLOADER_ID: str(user_id),
+                    META_COURSE_ID: str(course.id),
+                },
+            )
+            uploaded = True
+            body = submissions.request_to_json(request)
+    except BaseException as error:
+        # The row did not commit: the object must not outlive it.
+        if uploaded:
+            bucket.delete(object_name)
+        if isinstance(error, IntegrityError):
+            # Two uploads of the same bytes raced; the partial unique index let one in.
+            _raise_if_duplicate(call, form, sha256)
+        raise
+    log.info("file submitted", extra={"request_id": str(request_id), "pages": page_count})
+    return json_response({"request": body}, 201)
+
+
+@router.get("/")
+def list_requests(call: Call) -> flask.Response:
+    query = call.query(ListQuery)
+    after = decode_cursor(query.cursor) if query.cursor else None
+    with transaction(call.settings) as session:
+        user = call.user(session)
+        requests, next_key = submissions.list_user_requests(
+            session, user_id=user.id, status=query.status, limit=query.limit, after=after
+        )
+    next_cursor = encode_cursor(*next_key) if next_key else None
+    return json_response({"requests": requests, "next_cursor": next_cursor})
+
+
+@router.get("/{request_id}")
+def get_request(call: Call) -> flask.Response:
+    request_id = call.path_id("request_id")
+    with transaction(call.settings) as session:
+        user = call.user(session)
+        found = submissions.get_user_request(session, user_id=user.id, request_id=request_id)
+        if found is None:
+            raise NotFound("no such request")
+        return json_response({"request": submissions.request_to_json(*found)})
+
+
+@functions_framework.http
+def submit(request: flask.Request) -> flask.Response:
+    return router(request)
