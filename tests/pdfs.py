@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 
 from fpdf import FPDF
 
@@ -12,6 +13,8 @@ def make_pdf(pages: list[str] | int = 1, *, title: str = "Test") -> bytes:
     texts = pages if isinstance(pages, list) else [f"{title} page {n + 1}" for n in range(pages)]
     document = FPDF()
     document.set_title(title)
+    # Distinct bytes on every call, so two test files are never duplicates by accident.
+    document.set_subject(uuid.uuid4().hex)
     document.set_font("helvetica", size=12)
     for text in texts:
         document.add_page()

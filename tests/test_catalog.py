@@ -160,9 +160,7 @@ def test_get_material_has_a_download_url(
     assert response.status_code == 200
     body = response.json["material"]
     assert body["id"] == str(material.id)
-    assert body["download_url"].startswith(
-        "http://127.0.0.1:9/download/storage/v1/b/lectern-test/o/"
-    )
+    assert body["download_url"].startswith(f"{storage_host}/download/storage/v1/b/lectern-test/o/")
     assert body["download_url"].endswith("?alt=media")
     from urllib.parse import quote
 

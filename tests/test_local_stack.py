@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.pdfs import make_pdf
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -115,6 +117,41 @@ def test_dev_serves_every_function_and_stops_cleanly(data_dir: Path) -> None:
         status, body = _get(f"{stack.url}/profile/me", stack.tokens["admin"])
         assert (status, body["user"]["role"]) == (200, "ADMIN")
         assert _get(f"{stack.url}/catalog/majors")[0] == 401
+
+        # A student uploads, the admin approves, the file downloads from its URL.
+        import requests
+
+        body_courses = _get(f"{stack.url}/catalog/courses?year=1", stack.tokens["student"])[1]
+        course_id = body_courses["courses"][0]["id"]
+        types = _get(f"{stack.url}/catalog/material-types", stack.tokens["student"])[1]
+        pdf = make_pdf(["Scheduling and the ready queue"])
+        submitted = requests.post(
+            f"{stack.url}/submit/",
+            headers={"Authorization": f"Bearer {stack.tokens['student']}"},
+            data={
+                "course_id": course_id,
+                "type_id": types["material_types"][0]["id"],
+                "title": "Dev stack upload",
+                "academic_year": "1",
+                "material_year": "2025",
+                "lecturer_name": "Dr. Miriam Katz",
+            },
+            files={"file": ("dev.pdf", pdf, "application/pdf")},
+            timeout=30,
+        )
+        assert submitted.status_code == 201, submitted.text
+        request_id = submitted.json()["request"]["id"]
+        approved = requests.post(
+            f"{stack.url}/moderate/actions",
+            headers={"Authorization": f"Bearer {stack.tokens['admin']}"},
+            json={"action": "approve", "request_ids": [request_id]},
+            timeout=30,
+        )
+        assert approved.json()["results"][0]["ok"] is True
+        status, body = _get(f"{stack.url}/catalog/materials/{request_id}", stack.tokens["student"])
+        assert status == 200
+        download = requests.get(body["material"]["download_url"], timeout=30)
+        assert (download.status_code, download.content) == (200, pdf)
 
         # `lectern token` against the running stack: the user exists with that role.
         result = subprocess.run(

@@ -53,7 +53,8 @@ class LocalStack:
     tokens: dict[str, str] = field(default_factory=dict)
     _server: BaseWSGIServer | None = None
     _postgres: Any = None
-    _ready = threading.Event()
+    _storage: Any = None
+    _ready: threading.Event = field(default_factory=threading.Event)
 
     @property
     def base_url(self) -> str:
@@ -71,13 +72,15 @@ class LocalStack:
         # Bind first: with --port 0 the JWKS URL is known only once bound.
         self._server = make_server(self.host, self.port, self._wsgi, threaded=True)
         self._postgres = start_postgres(self.data_dir / "pgdata")
+        storage_url = self._start_storage()
         database_url = create_database(self._postgres, DATABASE_NAME)
         issuer = LocalIssuer(self.data_dir / "issuer-key.pem")
         self._jwks = issuer.jwks()
         os.environ.update(
             {
                 "DATABASE_URL": database_url,
-                "GCS_BUCKET": os.environ.get("GCS_BUCKET", LOCAL_BUCKET),
+                "GCS_BUCKET": LOCAL_BUCKET,
+                "STORAGE_EMULATOR_HOST": storage_url,
                 "AUTH_ISSUER": LOCAL_ISSUER,
                 "AUTH_AUDIENCE": LOCAL_AUDIENCE,
                 "AUTH_JWKS_URL": f"{self.base_url}/.well-known/jwks.json",
@@ -100,6 +103,25 @@ class LocalStack:
         self._mount_functions()
         (self.data_dir / "tokens.json").write_text(json.dumps(self.tokens, indent=2))
         self._ready.set()
+
+    def _start_storage(self) -> str:
+        """gcp-storage-emulator on loopback, its objects kept under the data dir."""
+        import socket
+
+        from gcp_storage_emulator.server import create_server
+
+        with socket.socket() as probe:
+            probe.bind((self.host, 0))
+            port = int(probe.getsockname()[1])
+        self._storage = create_server(
+            self.host,
+            port,
+            in_memory=False,
+            data_dir=str(self.data_dir / "storage"),
+            default_bucket=LOCAL_BUCKET,
+        )
+        self._storage.start()
+        return f"http://{self.host}:{port}"
 
     def _mount_functions(self) -> None:
         from functions_framework import create_app
@@ -157,6 +179,9 @@ class LocalStack:
             self._server.server_close()
             self._server = None
         dispose_engine()
+        if self._storage is not None:
+            self._storage.stop()
+            self._storage = None
         if self._postgres is not None:
             self._postgres.cleanup()
             self._postgres = None
@@ -166,6 +191,7 @@ class LocalStack:
         lines = ["Lectern local stack is up.", ""]
         lines += [f"  {name:<10} {base}/{name}/" for name in function_names()]
         lines += [
+            f"  {'storage':<10} {os.environ['STORAGE_EMULATOR_HOST']} (bucket {LOCAL_BUCKET})",
             f"  {'jwks':<10} {base}/.well-known/jwks.json",
             f"  {'health':<10} {base}/healthz",
             "",
