@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     XP_FILE_COMPLETED: int = Field(default=10, ge=0, le=100_000)
     XP_COURSE_COMPLETE: int = Field(default=100, ge=0, le=100_000)
 
+    # Reading time: the most one heartbeat may credit, and the slack allowed
+    # between a beat's claim and the wall-clock time since the previous beat.
+    HEARTBEAT_MAX_SECONDS: int = Field(default=30, ge=1, le=600)
+    HEARTBEAT_GRACE_SECONDS: int = Field(default=5, ge=0, le=60)
+
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("CORS_ORIGINS", mode="before")
