@@ -153,6 +153,29 @@ def test_dev_serves_every_function_and_stops_cleanly(data_dir: Path) -> None:
         download = requests.get(body["material"]["download_url"], timeout=30)
         assert (download.status_code, download.content) == (200, pdf)
 
+        # Reading it, planning around it, and the leaderboard.
+        student = {"Authorization": f"Bearer {stack.tokens['student']}"}
+        started = requests.post(
+            f"{stack.url}/heartbeat/sessions",
+            json={"file_id": request_id},
+            headers=student,
+            timeout=30,
+        )
+        assert started.status_code == 201
+        assert started.json()["session"]["required_active_seconds"] == 27
+        recent = requests.get(f"{stack.url}/heartbeat/recent", headers=student, timeout=30)
+        assert [f["file_id"] for f in recent.json()["files"]] == [request_id]
+        task = requests.post(
+            f"{stack.url}/tasks/",
+            json={"title": "Read OS notes", "date": "2026-12-01", "start_hour": 10, "duration": 1},
+            headers=student,
+            timeout=30,
+        )
+        assert task.status_code == 201
+        board = requests.get(f"{stack.url}/profile/leaderboard", headers=student, timeout=30)
+        assert board.status_code == 200
+        assert board.json()["me"]["rank"] >= 1
+
         # `lectern token` against the running stack: the user exists with that role.
         result = subprocess.run(
             [

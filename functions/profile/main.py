@@ -1,4 +1,4 @@
-"""profile: the signed-in user, their XP ledger."""
+"""profile: the signed-in user, their XP ledger, sticky notes and the leaderboard."""
 
 from __future__ import annotations
 
@@ -13,18 +13,25 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     StringConstraints,
     field_validator,
 )
 
-from shared import users
+from shared import clock, leaderboard, notes, users
 from shared.config import Needs
 from shared.db.engine import transaction
+from shared.errors import NotFound, ValidationFailed
 from shared.fields import MultilineText, SingleLineText
 from shared.http import Call, build_router, json_response
 from shared.pagination import decode_cursor, encode_cursor
 
 router = build_router(Needs.NONE)
+
+MAX_NOTES = 100
+MAX_NOTE_CHARACTERS = 2000
+# A named sticky-note colour or #rrggbb.
+_COLOR = r"^(yellow|pink|blue|green|orange|purple|#[0-9A-Fa-f]{6})$"
 
 
 def _https_url(value: str) -> str:
@@ -52,6 +59,38 @@ class ProfileChanges(BaseModel):
         if value is None:
             raise ValueError("cannot be null")
         return value
+
+
+class Note(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    text: Annotated[MultilineText, StringConstraints(max_length=MAX_NOTE_CHARACTERS)]
+    page: Annotated[StrictInt, Field(ge=1)] | None = None
+    color: Annotated[str, StringConstraints(pattern=_COLOR)] | None = None
+
+
+class NotesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    notes: list[Note] = Field(max_length=MAX_NOTES)
+
+    @field_validator("notes")
+    @classmethod
+    def _unique_ids(cls, notes: list[Note]) -> list[Note]:
+        seen: set[str] = set()
+        for note in notes:
+            if note.id in seen:
+                raise ValueError(f"note id {note.id!r} appears twice")
+            seen.add(note.id)
+        return notes
+
+
+class LeaderboardQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    major_id: uuid.UUID | None = None
+    limit: int = Field(default=20, ge=1, le=100)
 
 
 class PointsQuery(BaseModel):
@@ -87,6 +126,51 @@ def list_points(call: Call) -> flask.Response:
         )
     next_cursor = encode_cursor(*next_key) if next_key else None
     return json_response({"entries": entries, "next_cursor": next_cursor})
+
+
+@router.get("/me/notes/{file_id}")
+def get_notes(call: Call) -> flask.Response:
+    file_id = call.path_id("file_id")
+    with transaction(call.settings) as session:
+        user = call.user(session)
+        if notes.published_page_count(session, file_id=file_id) is None:
+            raise NotFound("no such file")
+        content, updated_at = notes.read_notes(session, user_id=user.id, file_id=file_id)
+    return json_response({"notes": content, "updated_at": updated_at})
+
+
+@router.put("/me/notes/{file_id}")
+def put_notes(call: Call) -> flask.Response:
+    file_id = call.path_id("file_id")
+    body = call.json(NotesBody)
+    with transaction(call.settings) as session:
+        user = call.user(session)
+        pages = notes.published_page_count(session, file_id=file_id)
+        if pages is None:
+            raise NotFound("no such file")
+        beyond = {
+            f"notes.{index}.page": f"the file has {pages} pages"
+            for index, note in enumerate(body.notes)
+            if note.page is not None and note.page > pages
+        }
+        if beyond:
+            raise ValidationFailed(beyond)
+        content = [note.model_dump(exclude_none=True) for note in body.notes]
+        updated_at = notes.write_notes(
+            session, user_id=user.id, file_id=file_id, notes=content, now=clock.now()
+        )
+    return json_response({"notes": content, "updated_at": updated_at})
+
+
+@router.get("/leaderboard")
+def get_leaderboard(call: Call) -> flask.Response:
+    query = call.query(LeaderboardQuery)
+    with transaction(call.settings) as session:
+        user = call.user(session)
+        board = leaderboard.leaderboard(
+            session, me=user, major_id=query.major_id, limit=query.limit
+        )
+    return json_response(board)
 
 
 @functions_framework.http
