@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     GEMINI_API_KEY: str | None = None
     GOOGLE_CLOUD_PROJECT: str | None = None
     GOOGLE_CLOUD_LOCATION: str | None = None
+    # Another endpoint for the Gemini API (a proxy, or the test stub on loopback).
+    GEMINI_BASE_URL: str | None = None
+    GEMINI_EMBEDDING_MODEL: str = "gemini-embedding-001"
+    GEMINI_ANSWER_MODEL: str = "gemini-2.5-flash"
+
+    # Deliveries of one object generation before its material is marked failed.
+    INGEST_MAX_ATTEMPTS: int = Field(default=5, ge=1, le=50)
 
     AUTH_ISSUER: str | None = None
     AUTH_AUDIENCE: str | None = None
@@ -94,7 +101,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql+pg8000://")
         return value
 
-    @field_validator("AUTH_JWKS_URL")
+    @field_validator("AUTH_JWKS_URL", "GEMINI_BASE_URL")
     @classmethod
     def _check_jwks_url(cls, value: str | None) -> str | None:
         if value is not None and not _is_http_url(value):

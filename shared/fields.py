@@ -9,7 +9,8 @@ from pydantic import AfterValidator, StringConstraints
 
 __all__ = ["MultilineText", "SingleLineText"]
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Tab, line feed and carriage return (browsers send CRLF) are allowed in multiline text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LINE_BREAK = re.compile(r"[\r\n\t]")
 
 

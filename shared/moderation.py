@@ -7,12 +7,15 @@ serialised and the second sees the state the first left.
 Storage and database steps are ordered so a crash between any two leaves a
 state the next action repairs:
 
-1. copy the object to its new name (inside the transaction, before commit);
-2. commit the row changes (the caller);
-3. delete the old object (the caller, after commit: ``Outcome.stale_objects``).
+1. change and flush the rows (constraint violations surface before the
+   bucket is touched);
+2. copy the object to its new name (still inside the transaction);
+3. commit (the caller);
+4. delete the old object (the caller, after commit: ``Outcome.stale_objects``).
 
-A crash after 1 leaves an extra copy that the retried action overwrites; a
-crash after 2 leaves a stale old copy that nothing refers to. At no point does
+A failure before 3 rolls the rows back; a crash after 2 leaves an extra copy
+that the retried action overwrites; a crash after 3 leaves a stale old copy
+that nothing refers to. At no point does
 a committed row point at an object that does not exist.
 """
 
@@ -30,7 +33,7 @@ from shared import ledger
 from shared.db.models import AuditLog, Course, FileRequest, Material, PointsTransaction, User
 from shared.progress import refresh_course_activity
 from shared.storage import course_object, numbered, pending_object, rejected_object, safe_filename
-from shared.submissions import request_to_json
+from shared.submissions import find_live_duplicate, request_to_json
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -41,6 +44,7 @@ __all__ = [
     "ItemError",
     "Outcome",
     "audit_to_json",
+    "get_request",
     "list_audit",
     "list_requests",
     "record_audit",
@@ -117,24 +121,35 @@ def transition(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"course:{course.id}"}
         )
         new_object = _free_course_name(session, course, filename)
-        bucket.copy(old_object, new_object)
         _publish(session, settings, request, new_object)
     elif action == "reject":
         new_object = rejected_object(request.id, filename)
-        bucket.copy(old_object, new_object)
         request.admin_note = reason
     elif action == "undo_approve":
         new_object = pending_object(request.id, filename)
-        bucket.copy(old_object, new_object)
         _unpublish(session, request)
     else:
+        duplicate = find_live_duplicate(session, course_id=request.course_id, sha256=request.sha256)
+        if duplicate is not None:
+            raise ItemError(
+                "duplicate_file",
+                f"the same file is live again in this course (request {duplicate.id})",
+                request.status,
+            )
         new_object = pending_object(request.id, filename)
-        bucket.copy(old_object, new_object)
         request.admin_note = None
     request.status = target_status
     request.file_url = new_object
     request.updated_at = datetime.now(UTC)
+    # Constraint violations surface here, before the bucket is touched.
     session.flush()
+    generation = bucket.copy(old_object, new_object)
+    if action == "approve":
+        # The pipeline ingests this generation of the object, or a newer one.
+        material = session.get(Material, request.id)
+        assert material is not None
+        material.ingest_generation = generation
+        session.flush()
     return Outcome(request.id, request.title, target_status, [old_object])
 
 
@@ -234,6 +249,22 @@ def list_audit(session: Session, *, limit: int, before: datetime | None) -> list
     if before is not None:
         statement = statement.where(AuditLog.timestamp < before)
     return [audit_to_json(entry) for entry in session.scalars(statement.limit(limit))]
+
+
+def get_request(session: Session, *, request_id: uuid.UUID) -> dict[str, Any] | None:
+    row = session.execute(
+        select(FileRequest, Material, User)
+        .outerjoin(Material, Material.id == FileRequest.id)
+        .join(User, User.id == FileRequest.user_id)
+        .where(FileRequest.id == request_id)
+    ).first()
+    if row is None:
+        return None
+    request, material, uploader = row
+    body = request_to_json(request, material)
+    body["uploader"] = {"id": uploader.id, "name": uploader.name, "email": uploader.email}
+    body["file_url"] = request.file_url
+    return body
 
 
 def list_requests(

@@ -526,3 +526,67 @@ def test_listing_requests_and_audit(
         "/audit", query_string={"before": entries[0]["timestamp"]}, headers=admin
     ).json["entries"]
     assert all(entry["timestamp"] < entries[0]["timestamp"] for entry in older)
+
+
+def test_undo_reject_of_a_file_resubmitted_meanwhile_is_a_per_item_duplicate(
+    moderate: Any,
+    submit: Any,
+    user_token: Callable[..., Any],
+    admin: dict[str, str],
+    refs: dict[str, Any],
+    course_id: uuid.UUID,
+    sessions: sessionmaker[Session],
+    bucket: Any,
+) -> None:
+    _, student = user_token()
+    pdf = make_pdf(["resubmitted"])
+
+    def send() -> str:
+        response = submit.post(
+            "/",
+            data={
+                "course_id": str(course_id),
+                "type_id": str(refs["type_id"]),
+                "lecturer_id": str(refs["lecturer_id"]),
+                "title": "Again",
+                "academic_year": "1",
+                "material_year": "2025",
+                "file": (io.BytesIO(pdf), "again.pdf", "application/pdf"),
+            },
+            headers=student,
+        )
+        assert response.status_code == 201, response.json
+        return str(response.json["request"]["id"])
+
+    first = send()
+    act(moderate, admin, "reject", first, reason="wrong course")
+    second = send()
+    result = act(moderate, admin, "undo_reject", first).json["results"][0]
+    assert (result["ok"], result["error"], result["status"]) == (
+        False,
+        "duplicate_file",
+        "rejected",
+    )
+    assert second in result["message"]
+    assert state(sessions, first)["status"] == "rejected"
+    assert objects_of(bucket, first) == [f"rejected/{first}/again.pdf"]
+
+
+def test_an_admin_can_download_a_pending_file_before_judging_it(
+    moderate: Any,
+    submit: Any,
+    user_token: Callable[..., Any],
+    admin: dict[str, str],
+    refs: dict[str, Any],
+    course_id: uuid.UUID,
+) -> None:
+    import urllib.request
+
+    _, student = user_token()
+    request_id = upload(submit, student, refs, course_id, filename="to judge.pdf")
+    body = moderate.get(f"/requests/{request_id}", headers=admin).json["request"]
+    assert body["status"] == "pending"
+    with urllib.request.urlopen(body["download_url"], timeout=10) as response:
+        assert response.read().startswith(b"%PDF-")
+    assert moderate.get(f"/requests/{request_id}", headers=student).status_code == 403
+    assert moderate.get(f"/requests/{uuid.uuid4()}", headers=admin).status_code == 404

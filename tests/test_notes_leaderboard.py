@@ -36,7 +36,7 @@ def test_notes_round_trip_last_write_wins(
     assert saved.status_code == 200
     assert saved.json["notes"] == first
     assert saved.json["updated_at"].endswith("Z")
-    second = [{"id": "b2", "text": "Replaced", "color": "#ff00aa"}]
+    second = [{"id": "b2", "text": "Replaced\r\nwith two lines\tand a tab", "color": "#ff00aa"}]
     client.put(f"/me/notes/{file_id}", json={"notes": second}, headers=headers)
     read = client.get(f"/me/notes/{file_id}", headers=headers).json
     assert read["notes"] == second

@@ -14,10 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from shared import moderation
 from shared.config import Needs
 from shared.db.engine import transaction
+from shared.errors import NotFound
 from shared.fields import MultilineText
 from shared.http import Call, build_router, json_response
 from shared.pagination import decode_cursor, encode_cursor
-from shared.storage import get_bucket
+from shared.storage import download_url, get_bucket
 
 log = logging.getLogger("lectern.moderate")
 router = build_router(Needs.STORAGE)
@@ -70,6 +71,19 @@ def list_requests(call: Call) -> flask.Response:
         )
     next_cursor = encode_cursor(*next_key) if next_key else None
     return json_response({"requests": requests, "next_cursor": next_cursor})
+
+
+@router.get("/requests/{request_id}")
+def get_request(call: Call) -> flask.Response:
+    """One request with a download URL, so the file can be read before judging it."""
+    request_id = call.path_id("request_id")
+    with transaction(call.settings) as session:
+        call.admin(session)
+        found = moderation.get_request(session, request_id=request_id)
+    if found is None:
+        raise NotFound("no such request")
+    found["download_url"] = download_url(call.settings, found.pop("file_url"))
+    return json_response({"request": found})
 
 
 def _apply(call: Call, body: ActionBody, request_id: uuid.UUID) -> tuple[dict[str, Any], str]:
