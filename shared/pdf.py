@@ -1,4 +1,9 @@
-"""What we check of an uploaded PDF, by its content alone."""
+"""PDFs: what we check of an upload, and the text we extract for search.
+
+pypdf reports font and structure oddities through the ``pypdf`` logger; they
+reach Cloud Logging as structured WARNING lines through the root handler of
+``shared.log`` instead of bare stderr noise.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,18 @@ import logging
 
 from shared.errors import UnsupportedMediaType, ValidationFailed
 
-__all__ = ["count_pages"]
+__all__ = ["PdfProblem", "count_pages", "extract_pages"]
 
-# pypdf logs every font oddity at WARNING; those are noise for an upload check.
-logging.getLogger("pypdf").setLevel(logging.ERROR)
+logging.getLogger("pypdf").setLevel(logging.WARNING)
+
+
+class PdfProblem(Exception):
+    """A PDF whose text can never be extracted; retrying will not help."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status  # the material's ingest_status: failed or no_text
+        self.reason = reason
 
 
 def count_pages(data: bytes) -> int:
@@ -38,4 +51,23 @@ def count_pages(data: bytes) -> int:
         raise ValidationFailed({"file": "the PDF is damaged and cannot be read"}) from None
     if pages < 1:
         raise ValidationFailed({"file": "the PDF has no pages"})
+    return pages
+
+
+def extract_pages(data: bytes) -> list[str]:
+    """The text of each page, in order; ``PdfProblem`` when there is none to have."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            raise PdfProblem("failed", "the PDF is encrypted")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except PdfProblem:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+        raise PdfProblem("failed", f"the PDF is damaged and cannot be read ({error})") from None
+    if not any(text.strip() for text in pages):
+        raise PdfProblem("no_text", "the PDF has no extractable text (a scan without OCR?)")
     return pages

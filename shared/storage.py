@@ -163,8 +163,16 @@ class Bucket:
         blob = self._bucket.get_blob(name, timeout=TIMEOUT_SECONDS)
         return None if blob is None else dict(blob.metadata or {})
 
-    def read(self, name: str) -> bytes:
-        data: bytes = self._bucket.blob(name).download_as_bytes(timeout=TIMEOUT_SECONDS)
+    def read(self, name: str, *, generation: int | None = None) -> bytes | None:
+        """The object's bytes (that generation's, if given), or None when it is gone."""
+        from google.api_core.exceptions import NotFound
+
+        try:
+            data: bytes = self._bucket.blob(name, generation=generation).download_as_bytes(
+                timeout=TIMEOUT_SECONDS
+            )
+        except NotFound:
+            return None
         return data
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.engine import dispose_engine
+from shared.embeddings import reset_embedder
 from shared.local.issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer
 from shared.local.postgres import create_database, start_postgres
 from shared.migrate import upgrade
@@ -173,6 +174,7 @@ def function_client(function_env: dict[str, str]) -> Iterator[Callable[[str], An
     os.environ.update(function_env)
     dispose_engine()
     reset_client()
+    reset_embedder()
 
     def build(name: str) -> Any:
         return create_app(name, str(REPO / "functions" / name / "main.py")).test_client()
@@ -180,6 +182,7 @@ def function_client(function_env: dict[str, str]) -> Iterator[Callable[[str], An
     yield build
     dispose_engine()
     reset_client()
+    reset_embedder()
     os.environ.clear()
     os.environ.update(saved)
 

@@ -148,8 +148,17 @@ def test_dev_serves_every_function_and_stops_cleanly(data_dir: Path) -> None:
             timeout=30,
         )
         assert approved.json()["results"][0]["ok"] is True
-        status, body = _get(f"{stack.url}/catalog/materials/{request_id}", stack.tokens["student"])
-        assert status == 200
+        # The bucket watcher delivers the copy's notification to /ingest.
+        deadline = time.monotonic() + 30
+        while True:
+            status, body = _get(
+                f"{stack.url}/catalog/materials/{request_id}", stack.tokens["student"]
+            )
+            assert status == 200
+            if body["material"]["ingest_status"] == "ready" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert (body["material"]["ingest_status"], body["material"]["chunk_count"]) == ("ready", 1)
         download = requests.get(body["material"]["download_url"], timeout=30)
         assert (download.status_code, download.content) == (200, pdf)
 

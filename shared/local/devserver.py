@@ -54,6 +54,7 @@ class LocalStack:
     _server: BaseWSGIServer | None = None
     _postgres: Any = None
     _storage: Any = None
+    _watcher: Any = None
     _ready: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -103,6 +104,7 @@ class LocalStack:
         self._mount_functions()
         (self.data_dir / "tokens.json").write_text(json.dumps(self.tokens, indent=2))
         self._ready.set()
+        self._watch_bucket()
 
     def _start_storage(self) -> str:
         """gcp-storage-emulator on loopback, its objects kept under the data dir."""
@@ -122,6 +124,20 @@ class LocalStack:
         )
         self._storage.start()
         return f"http://{self.host}:{port}"
+
+    def _watch_bucket(self) -> None:
+        """Deliver the bucket's object notifications to /ingest, as the cloud would."""
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage  # type: ignore[attr-defined]
+
+        from shared.local.notifications import BucketWatcher
+
+        client = storage.Client(
+            project="lectern-local",
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        )
+        self._watcher = BucketWatcher(client.bucket(LOCAL_BUCKET), f"{self.base_url}/ingest")
+        self._watcher.start()
 
     def _mount_functions(self) -> None:
         from functions_framework import create_app
@@ -175,6 +191,9 @@ class LocalStack:
     def stop(self) -> None:
         from shared.db.engine import dispose_engine
 
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
         if self._server is not None:
             self._server.server_close()
             self._server = None
