@@ -70,10 +70,21 @@ def _tail(text: str, length: int) -> str:
 
 
 def chunk_pages(
-    pages: list[str], size: int = CHUNK_CHARACTERS, overlap: int = OVERLAP_CHARACTERS
+    pages: list[str],
+    size: int = CHUNK_CHARACTERS,
+    overlap: int = OVERLAP_CHARACTERS,
+    *,
+    first_page: int = 1,
+    first_index: int = 0,
 ) -> list[Chunk]:
+    """Chunks of ``pages``, numbered from ``first_page`` and ``first_index`` (for
+    documents chunked a batch of pages at a time)."""
     chunks: list[Chunk] = []
-    for page_number, raw in enumerate(pages, start=1):
+
+    def add(page_number: int, text: str) -> None:
+        chunks.append(Chunk(first_index + len(chunks), page_number, text))
+
+    for page_number, raw in enumerate(pages, start=first_page):
         units = _units(_clean_page(raw), size)
         current = ""
         fresh = False  # whether current holds anything beyond the carried overlap
@@ -85,13 +96,13 @@ def chunk_pages(
                     candidate = unit
                 current, fresh = candidate, True
                 continue
-            chunks.append(Chunk(len(chunks), page_number, current))
+            add(page_number, current)
             carried = _tail(current, overlap)
             current = f"{carried} {unit}".strip() if carried else unit
             if len(current) > size:
                 current = unit
         if current and fresh:
-            chunks.append(Chunk(len(chunks), page_number, current))
+            add(page_number, current)
     return chunks
 
 

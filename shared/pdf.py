@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 
 from shared.errors import UnsupportedMediaType, ValidationFailed
 
-__all__ = ["PdfProblem", "count_pages", "extract_pages"]
+__all__ = ["PdfProblem", "count_pages", "extract_pages", "iter_pages", "no_text"]
 
 logging.getLogger("pypdf").setLevel(logging.WARNING)
 
@@ -54,20 +55,41 @@ def count_pages(data: bytes) -> int:
     return pages
 
 
-def extract_pages(data: bytes) -> list[str]:
-    """The text of each page, in order; ``PdfProblem`` when there is none to have."""
+def iter_pages(data: bytes) -> Iterator[str]:
+    """The text of each page, in order, extracted as it is asked for.
+
+    Raises ``PdfProblem`` for an encrypted or damaged file (possibly after
+    some pages were yielded).
+    """
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
+    damaged = (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError)
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted:
-            raise PdfProblem("failed", "the PDF is encrypted")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except PdfProblem:
-        raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+        encrypted = reader.is_encrypted
+        pages = reader.pages if not encrypted else []
+    except damaged as error:
         raise PdfProblem("failed", f"the PDF is damaged and cannot be read ({error})") from None
+    if encrypted:
+        raise PdfProblem("failed", "the PDF is encrypted")
+    for number in range(len(pages)):
+        try:
+            text = pages[number].extract_text() or ""
+        except damaged as error:
+            raise PdfProblem(
+                "failed", f"page {number + 1} of the PDF is damaged ({error})"
+            ) from None
+        yield text
+
+
+def no_text() -> PdfProblem:
+    return PdfProblem("no_text", "the PDF has no extractable text (a scan without OCR?)")
+
+
+def extract_pages(data: bytes) -> list[str]:
+    """The text of every page; ``PdfProblem`` when there is none to have."""
+    pages = list(iter_pages(data))
     if not any(text.strip() for text in pages):
-        raise PdfProblem("no_text", "the PDF has no extractable text (a scan without OCR?)")
+        raise no_text()
     return pages
