@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     Double,
@@ -30,7 +31,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -415,6 +416,7 @@ class MaterialChunk(Base):
             postgresql_with={"m": 16, "ef_construction": 64},
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
+        Index("ix_material_chunks_search_vector", "search_vector", postgresql_using="gin"),
     )
 
     id: Mapped[UUIDKey]
@@ -425,6 +427,12 @@ class MaterialChunk(Base):
     embedding_model: Mapped[str]
     page_number: Mapped[int | None]
     created_at: Mapped[Timestamp]
+    # Full-text side of hybrid search. The 'simple' configuration (lower-case
+    # words, no stemming, no stop words) because materials come in several
+    # languages; meaning across word forms is the vector side's job.
+    search_vector: Mapped[Any] = mapped_column(
+        TSVECTOR, Computed("to_tsvector('simple'::regconfig, content)", persisted=True)
+    )
 
 
 class MotivationalQuote(Base):

@@ -1,0 +1,200 @@
+"""search: hybrid retrieval over published materials, with the local embedder."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db.models import MaterialChunk
+from shared.embeddings import LocalEmbedder
+from tests.factories import make_course, make_material
+from tests.search_corpus import QUESTIONS, corpus_materials
+
+
+@pytest.fixture(scope="module")
+def client(function_client: Callable[[str], Any]) -> Any:
+    return function_client("search")
+
+
+@pytest.fixture(scope="module")
+def corpus(sessions: sessionmaker[Session]) -> tuple[dict[str, uuid.UUID], dict[str, uuid.UUID]]:
+    with sessions.begin() as session:
+        return corpus_materials(session, LocalEmbedder(), make_material, make_course)
+
+
+@pytest.fixture
+def headers(user_token: Callable[..., Any]) -> dict[str, str]:
+    return user_token()[1]
+
+
+def ask(client: Any, headers: dict[str, str], **body: Any) -> Any:
+    return client.post("/", json=body, headers=headers)
+
+
+def test_paraphrased_questions_find_the_right_material_first(
+    client: Any, headers: dict[str, str], corpus: Any
+) -> None:
+    topics, _ = corpus
+    hits = []
+    for question, topic in QUESTIONS:
+        results = ask(client, headers, query=question).json["results"]
+        hits.append(bool(results) and results[0]["material_id"] == str(topics[topic]))
+    assert sum(hits) >= 9, list(zip([q for q, _ in QUESTIONS], hits, strict=True))
+
+
+def test_results_carry_the_contract_fields(
+    client: Any, headers: dict[str, str], corpus: Any
+) -> None:
+    topics, courses = corpus
+    results = ask(client, headers, query="ATP synthase proton gradient", limit=3).json["results"]
+    first = results[0]
+    assert set(first) == {
+        "chunk_id",
+        "material_id",
+        "title",
+        "course_id",
+        "page_number",
+        "snippet",
+        "score",
+    }
+    assert first["material_id"] == str(topics["respiration"])
+    assert first["course_id"] == str(courses["Cell Biology"])
+    assert first["page_number"] == 2
+    assert "ATP synthase" in first["snippet"]
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+
+
+def test_filters_keep_results_inside_the_course(
+    client: Any, headers: dict[str, str], corpus: Any
+) -> None:
+    _, courses = corpus
+    results = ask(
+        client, headers, query="energy", course_id=str(courses["Operating Systems"]), limit=20
+    ).json["results"]
+    assert results
+    assert {r["course_id"] for r in results} == {str(courses["Operating Systems"])}
+
+
+def test_one_material_does_not_fill_the_page(
+    client: Any, headers: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    embedder = LocalEmbedder()
+    with sessions.begin() as session:
+        course = make_course(session)
+        long_file = make_material(session, course=course, title="Long notes on graphs")
+        other = make_material(session, course=course, title="Short note on graphs")
+        for material, count in ((long_file, 6), (other, 1)):
+            texts = [
+                f"Graph traversal part {n}: breadth first search visits neighbours."
+                for n in range(count)
+            ]
+            session.execute(
+                insert(MaterialChunk),
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "material_id": material.id,
+                        "chunk_index": n,
+                        "content": text,
+                        "embedding": embedder.embed_documents([text])[0],
+                        "embedding_model": embedder.model,
+                        "page_number": n + 1,
+                    }
+                    for n, text in enumerate(texts)
+                ],
+            )
+    results = ask(
+        client, headers, query="breadth first search graph traversal", course_id=str(course.id)
+    ).json["results"]
+    per_material: dict[str, int] = {}
+    for result in results:
+        per_material[result["material_id"]] = per_material.get(result["material_id"], 0) + 1
+    assert per_material == {str(long_file.id): 2, str(other.id): 1}
+
+
+def test_a_course_with_one_percent_of_chunks_still_fills_the_page(
+    client: Any, headers: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    """Filtered HNSW search with iterative scans: 10 of 1000 chunks in the course."""
+    generator = random.Random(42)
+    model = LocalEmbedder().model
+
+    def unit() -> list[float]:
+        vector = [generator.gauss(0, 1) for _ in range(1536)]
+        norm = sum(v * v for v in vector) ** 0.5
+        return [v / norm for v in vector]
+
+    with sessions.begin() as session:
+        small = make_course(session)
+        big = make_course(session)
+        rows = []
+        for n in range(1000):
+            course = small if n % 100 == 0 else big
+            material = make_material(session, course=course, title=f"Random {n}")
+            rows.append(
+                {
+                    "id": uuid.uuid4(),
+                    "material_id": material.id,
+                    "chunk_index": 0,
+                    "content": f"zzqx filler {n}",
+                    "embedding": unit(),
+                    "embedding_model": model,
+                    "page_number": 1,
+                }
+            )
+        session.execute(insert(MaterialChunk), rows)
+    results = ask(
+        client, headers, query="a question sharing no words", course_id=str(small.id), limit=10
+    ).json["results"]
+    assert len(results) == 10
+    assert {r["course_id"] for r in results} == {str(small.id)}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"query": ""}, "query"),
+        ({"query": "   "}, "query"),
+        ({"query": "x" * 1001}, "query"),
+        ({"query": "ok", "limit": 0}, "limit"),
+        ({"query": "ok", "limit": 51}, "limit"),
+        ({"query": "ok", "course_id": "nope"}, "course_id"),
+        ({"query": "ok", "answer": "yes"}, "answer"),
+        ({"query": "ok", "sort": "date"}, "sort"),
+        ({}, "query"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(
+    client: Any, headers: dict[str, str], body: dict[str, Any], field: str
+) -> None:
+    response = ask(client, headers, **body)
+    assert response.status_code == 422
+    assert field in response.json["error"]["fields"]
+
+
+def test_search_needs_a_token(client: Any) -> None:
+    assert client.post("/", json={"query": "anything"}).status_code == 401
+
+
+def test_local_answers_are_extractive_and_cite_returned_results(
+    client: Any, headers: dict[str, str], corpus: Any
+) -> None:
+    body = ask(
+        client, headers, query="what does the banker's algorithm guarantee", answer=True
+    ).json
+    answer = body["answer"]
+    assert answer["kind"] == "extractive"
+    assert "banker" in answer["text"]
+    returned = {(r["material_id"], r["page_number"]) for r in body["results"]}
+    assert answer["citations"]
+    assert {(c["material_id"], c["page_number"]) for c in answer["citations"]} <= returned
+
+
+def test_no_answer_unless_asked(client: Any, headers: dict[str, str], corpus: Any) -> None:
+    assert "answer" not in ask(client, headers, query="quicksort pivot").json
