@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.orm import Session
 
 from shared.db.models import Course, Lecturer, Major, Material, MaterialType
+from shared.pagination import after_key, split_page
 
 __all__ = [
     "MaterialFilters",
@@ -120,9 +120,10 @@ def list_materials(
     session: Session,
     filters: MaterialFilters,
     limit: int,
-    after: tuple[datetime, uuid.UUID] | None,
-) -> tuple[list[dict[str, Any]], tuple[datetime, uuid.UUID] | None]:
-    """One page of published materials, newest first, and the key of the next page."""
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of published materials, newest first, and the next page's cursor."""
+    after = after_key(cursor)
     statement = _materials_query().order_by(Material.created_at.desc(), Material.id.desc())
     if filters.course_id is not None:
         statement = statement.where(Material.course_id == filters.course_id)
@@ -135,12 +136,8 @@ def list_materials(
     if after is not None:
         statement = statement.where(tuple_(Material.created_at, Material.id) < tuple_(*after))
     rows = session.execute(statement.limit(limit + 1)).all()
-    page = rows[:limit]
-    next_key = None
-    if len(rows) > limit:
-        last = page[-1][0]
-        next_key = (last.created_at, last.id)
-    return [material_to_json(*row) for row in page], next_key
+    page, next_cursor = split_page(rows, limit, lambda row: (row[0].created_at, row[0].id))
+    return [material_to_json(*row) for row in page], next_cursor
 
 
 def get_material(*, session: Session, material_id: uuid.UUID) -> dict[str, Any] | None:

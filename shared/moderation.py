@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from shared import ledger
 from shared.db.models import AuditLog, Course, FileRequest, Material, PointsTransaction, User
+from shared.pagination import after_key, split_page
 from shared.progress import refresh_course_activity
 from shared.storage import course_object, numbered, pending_object, rejected_object, safe_filename
 from shared.submissions import find_live_duplicate, request_to_json
@@ -274,9 +275,10 @@ def list_requests(
     course_id: uuid.UUID | None,
     user_id: uuid.UUID | None,
     limit: int,
-    after: tuple[datetime, uuid.UUID] | None,
-) -> tuple[list[dict[str, Any]], tuple[datetime, uuid.UUID] | None]:
-    """The moderation queue, oldest first (first come, first served)."""
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The moderation queue, oldest first (first come, first served), and the next cursor."""
+    after = after_key(cursor)
     statement = (
         select(FileRequest, Material, User)
         .outerjoin(Material, Material.id == FileRequest.id)
@@ -293,11 +295,10 @@ def list_requests(
     if after is not None:
         statement = statement.where(tuple_(FileRequest.created_at, FileRequest.id) > tuple_(*after))
     rows = session.execute(statement).all()
-    page = rows[:limit]
-    next_key = (page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
+    page, next_cursor = split_page(rows, limit, lambda row: (row[0].created_at, row[0].id))
     entries = []
     for request, material, uploader in page:
         body = request_to_json(request, material)
         body["uploader"] = {"id": uploader.id, "name": uploader.name, "email": uploader.email}
         entries.append(body)
-    return entries, next_key
+    return entries, next_cursor

@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from shared.errors import ValidationFailed
 
-__all__ = ["decode_cursor", "encode_cursor"]
+__all__ = ["Key", "after_key", "decode_cursor", "encode_cursor", "split_page"]
 
 
 def encode_cursor(moment: datetime, row_id: uuid.UUID) -> str:
@@ -28,3 +30,21 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(moment), uuid.UUID(row_id)
     except (ValueError, TypeError):
         raise ValidationFailed({"cursor": "not a cursor this API returned"}) from None
+
+
+Key = tuple[datetime, uuid.UUID]
+Row = TypeVar("Row")
+
+
+def after_key(cursor: str | None) -> Key | None:
+    """The key a page starts after; None for the first page."""
+    return decode_cursor(cursor) if cursor else None
+
+
+def split_page(
+    rows: Sequence[Row], limit: int, key: Callable[[Row], Key]
+) -> tuple[list[Row], str | None]:
+    """The page (rows were fetched with ``limit + 1``) and the cursor of the next one."""
+    page = list(rows[:limit])
+    more = len(rows) > limit
+    return page, encode_cursor(*key(page[-1])) if more else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, tuple_
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import Course, FileRequest, Lecturer, Material, MaterialType
 from shared.errors import Conflict, ValidationFailed
+from shared.pagination import after_key, split_page
 
 __all__ = [
     "check_references",
@@ -120,9 +120,10 @@ def list_user_requests(
     user_id: uuid.UUID,
     status: str | None,
     limit: int,
-    after: tuple[datetime, uuid.UUID] | None,
-) -> tuple[list[dict[str, Any]], tuple[datetime, uuid.UUID] | None]:
-    """One page of the user's own requests, newest first, and the next page's key."""
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the user's own requests, newest first, and the next page's cursor."""
+    after = after_key(cursor)
     statement = (
         select(FileRequest, Material)
         .outerjoin(Material, Material.id == FileRequest.id)
@@ -135,6 +136,5 @@ def list_user_requests(
     if after is not None:
         statement = statement.where(tuple_(FileRequest.created_at, FileRequest.id) < tuple_(*after))
     rows = session.execute(statement).all()
-    page = rows[:limit]
-    next_key = (page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
-    return [request_to_json(request, material) for request, material in page], next_key
+    page, next_cursor = split_page(rows, limit, lambda row: (row[0].created_at, row[0].id))
+    return [request_to_json(request, material) for request, material in page], next_cursor

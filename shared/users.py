@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -11,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import Major, PointsTransaction, User
 from shared.errors import ValidationFailed
+from shared.pagination import after_key, split_page
 
 __all__ = ["list_points", "update_profile", "user_to_json"]
 
@@ -50,9 +50,10 @@ def list_points(
     session: Session,
     user_id: uuid.UUID,
     limit: int,
-    after: tuple[datetime, uuid.UUID] | None,
-) -> tuple[list[dict[str, Any]], tuple[datetime, uuid.UUID] | None]:
-    """One page of the user's ledger, newest first, and the key of the next page."""
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the user's ledger, newest first, and the next page's cursor."""
+    after = after_key(cursor)
     statement = (
         select(PointsTransaction)
         .where(PointsTransaction.user_id == user_id)
@@ -64,8 +65,7 @@ def list_points(
             tuple_(PointsTransaction.created_at, PointsTransaction.id) < tuple_(*after)
         )
     rows = list(session.scalars(statement))
-    page = rows[:limit]
-    next_key = (page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    page, next_cursor = split_page(rows, limit, lambda row: (row.created_at, row.id))
     entries = [
         {
             "id": row.id,
@@ -76,4 +76,4 @@ def list_points(
         }
         for row in page
     ]
-    return entries, next_key
+    return entries, next_cursor

@@ -13,7 +13,6 @@ from shared.config import Needs
 from shared.db.engine import transaction
 from shared.errors import NotFound
 from shared.http import Call, build_router, json_response
-from shared.pagination import decode_cursor, encode_cursor
 from shared.storage import download_url
 
 router = build_router(Needs.STORAGE)
@@ -80,7 +79,6 @@ def list_courses(call: Call) -> flask.Response:
 @router.get("/materials")
 def list_materials(call: Call) -> flask.Response:
     query = call.query(MaterialQuery)
-    after = decode_cursor(query.cursor) if query.cursor else None
     filters = data.MaterialFilters(
         course_id=query.course_id,
         type_id=query.type_id,
@@ -89,10 +87,9 @@ def list_materials(call: Call) -> flask.Response:
     )
     with transaction(call.settings) as session:
         call.user(session)
-        materials, next_key = data.list_materials(
-            session=session, filters=filters, limit=query.limit, after=after
+        materials, next_cursor = data.list_materials(
+            session=session, filters=filters, limit=query.limit, cursor=query.cursor
         )
-    next_cursor = encode_cursor(*next_key) if next_key else None
     return json_response({"materials": materials, "next_cursor": next_cursor})
 
 

@@ -17,7 +17,6 @@ from shared.db.engine import transaction
 from shared.errors import NotFound
 from shared.fields import MultilineText
 from shared.http import Call, build_router, json_response
-from shared.pagination import decode_cursor, encode_cursor
 from shared.storage import download_url, get_bucket
 
 log = logging.getLogger("lectern.moderate")
@@ -58,18 +57,16 @@ class ActionBody(BaseModel):
 @router.get("/requests")
 def list_requests(call: Call) -> flask.Response:
     query = call.query(RequestQuery)
-    after = decode_cursor(query.cursor) if query.cursor else None
     with transaction(call.settings) as session:
         call.admin(session)
-        requests, next_key = moderation.list_requests(
+        requests, next_cursor = moderation.list_requests(
             session,
             status=query.status,
             course_id=query.course_id,
             user_id=query.user_id,
             limit=query.limit,
-            after=after,
+            cursor=query.cursor,
         )
-    next_cursor = encode_cursor(*next_key) if next_key else None
     return json_response({"requests": requests, "next_cursor": next_cursor})
 
 

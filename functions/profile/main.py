@@ -24,7 +24,6 @@ from shared.db.engine import transaction
 from shared.errors import NotFound, ValidationFailed
 from shared.fields import MultilineText, SingleLineText
 from shared.http import Call, build_router, json_response
-from shared.pagination import decode_cursor, encode_cursor
 
 router = build_router(Needs.NONE)
 
@@ -118,13 +117,11 @@ def patch_me(call: Call) -> flask.Response:
 @router.get("/me/points")
 def list_points(call: Call) -> flask.Response:
     query = call.query(PointsQuery)
-    after = decode_cursor(query.cursor) if query.cursor else None
     with transaction(call.settings) as session:
         user = call.user(session)
-        entries, next_key = users.list_points(
-            session=session, user_id=user.id, limit=query.limit, after=after
+        entries, next_cursor = users.list_points(
+            session=session, user_id=user.id, limit=query.limit, cursor=query.cursor
         )
-    next_cursor = encode_cursor(*next_key) if next_key else None
     return json_response({"entries": entries, "next_cursor": next_cursor})
 
 

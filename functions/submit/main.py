@@ -21,7 +21,6 @@ from shared.db.models import FileRequest
 from shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from shared.fields import MultilineText, SingleLineText
 from shared.http import Call, build_router, json_response, validate
-from shared.pagination import decode_cursor, encode_cursor
 from shared.pdf import count_pages
 from shared.storage import (
     META_COURSE_ID,
@@ -177,13 +176,11 @@ def submit_file(call: Call) -> flask.Response:
 @router.get("/")
 def list_requests(call: Call) -> flask.Response:
     query = call.query(ListQuery)
-    after = decode_cursor(query.cursor) if query.cursor else None
     with transaction(call.settings) as session:
         user = call.user(session)
-        requests, next_key = submissions.list_user_requests(
-            session, user_id=user.id, status=query.status, limit=query.limit, after=after
+        requests, next_cursor = submissions.list_user_requests(
+            session, user_id=user.id, status=query.status, limit=query.limit, cursor=query.cursor
         )
-    next_cursor = encode_cursor(*next_key) if next_key else None
     return json_response({"requests": requests, "next_cursor": next_cursor})
 
 
