@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from shared.config import Settings
 
-__all__ = ["Authenticator", "current_user", "get_or_create_user"]
+__all__ = ["Authenticator", "current_user", "get_or_create_user", "verified_claims"]
 
 log = logging.getLogger("lectern.auth")
 
@@ -111,12 +111,18 @@ def get_or_create_user(session: Session, *, auth0_id: str, email: str, name: str
     return user
 
 
-def current_user(session: Session, authenticator: Authenticator, request: flask.Request) -> User:
+def verified_claims(authenticator: Authenticator, request: flask.Request) -> dict[str, Any]:
+    """The request's bearer token, verified; 401 when missing or invalid."""
     claims = authenticator.verify(bearer_token(request))
-    subject = claims["sub"]
-    email = claims.get("email")
-    if not isinstance(subject, str) or not subject:
+    if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise Unauthorized("the token has no subject", code="invalid_token")
+    return claims
+
+
+def current_user(session: Session, claims: dict[str, Any]) -> User:
+    """The user the verified claims name, created on first sight."""
+    subject = str(claims["sub"])
+    email = claims.get("email")
     existing = session.scalar(select(User).where(User.auth0_id == subject))
     if existing is None:
         if not isinstance(email, str) or "@" not in email:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask
 from pydantic import BaseModel, ValidationError
@@ -105,6 +105,7 @@ class Call:
     request: flask.Request
     params: dict[str, str]
     router: Router
+    claims: dict[str, Any] = field(default_factory=dict, repr=False)
     _user: User | None = field(default=None, repr=False)
 
     @property
@@ -112,13 +113,11 @@ class Call:
         return self.router.settings
 
     def user(self, session: Session) -> User:
-        """The signed-in user (401 without a valid token)."""
+        """The signed-in user, created on first sight of the token's subject."""
         if self._user is None:
             from shared.auth import current_user
 
-            if self.router.authenticator is None:
-                raise RuntimeError("this router was built without an authenticator")
-            self._user = current_user(session, self.router.authenticator, self.request)
+            self._user = current_user(session, self.claims)
         return self._user
 
     def subject(self) -> str:
@@ -126,12 +125,7 @@ class Call:
 
         For hot paths that fold the user lookup into their own statement.
         """
-        from shared.auth import bearer_token
-
-        if self.router.authenticator is None:
-            raise RuntimeError("this router was built without an authenticator")
-        claims = self.router.authenticator.verify(bearer_token(self.request))
-        return str(claims["sub"])
+        return str(self.claims["sub"])
 
     def admin(self, session: Session) -> User:
         """The signed-in user, who must be an admin (403 otherwise)."""
@@ -241,13 +235,23 @@ class Router:
             if (request.content_length or 0) > MAX_JSON_BYTES and not is_upload:
                 raise PayloadTooLarge("the body is too large")
             route, match = chosen
-            return route.handler(Call(request, match.groupdict(), self))
+            # Every route needs a signed-in user: the token is checked before
+            # the body is read, so an anonymous caller learns nothing but 401.
+            claims = self._verify(request)
+            return route.handler(Call(request, match.groupdict(), self, claims))
         except LecternError as error:
             return self._error_response(request, error)
         except Exception:
             log.exception("unhandled error", extra={"method": request.method, "path": path})
             body = {"error": {"code": "internal_error", "message": "internal error"}}
             return json_response(body, 500)
+
+    def _verify(self, request: flask.Request) -> dict[str, Any]:
+        from shared.auth import verified_claims
+
+        if self.authenticator is None:
+            raise RuntimeError("this router was built without an authenticator")
+        return verified_claims(self.authenticator, request)
 
     def _preflight(self, request: flask.Request, allowed: list[str]) -> flask.Response:
         if not allowed:

@@ -116,3 +116,10 @@ def test_failed_validation_leaves_the_row_as_it_was(
     assert set(response.json["error"]["fields"]) == {"avatar_url"}
     with sessions.begin() as session:
         assert session.scalar(select(User.bio).where(User.id == user_id)) == "before"
+
+
+def test_the_token_is_checked_before_the_body(client: Any) -> None:
+    response = client.patch("/me", data="{not json", content_type="application/json")
+    assert response.status_code == 401
+    response = client.patch("/me", json={"avatar_url": "ftp://x"})
+    assert response.status_code == 401
