@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test lint typecheck pytest benchmark clean
+.PHONY: install dev test lint typecheck pytest package clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ pytest: install
 	$(BIN)/pytest $(ARGS)
 
 test: lint typecheck pytest
+
+# Deployable sources, one folder and zip per function, under build/functions/.
+package: install
+	$(BIN)/python -m scripts.package_functions
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

