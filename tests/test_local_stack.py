@@ -181,6 +181,19 @@ def test_dev_serves_every_function_and_stops_cleanly(data_dir: Path) -> None:
             timeout=30,
         )
         assert task.status_code == 201
+        # The demo materials published at start are searchable once ingested.
+        deadline = time.monotonic() + 30
+        while True:
+            found = requests.post(
+                f"{stack.url}/search/",
+                json={"query": "round robin time quantum"},
+                headers=student,
+                timeout=30,
+            ).json()["results"]
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert found[0]["title"] == "Week 3: CPU scheduling"
         board = requests.get(f"{stack.url}/profile/leaderboard", headers=student, timeout=30)
         assert board.status_code == 200
         assert board.json()["me"]["rank"] >= 1

@@ -6,15 +6,25 @@ same course has the same id on every machine.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.db.models import Course, Lecturer, Major, MaterialType, User
+from shared.db.models import Course, FileRequest, Lecturer, Major, MaterialType, User
 
-__all__ = ["MATERIAL_TYPES", "demo_id", "ensure_user", "load_demo_data"]
+if TYPE_CHECKING:
+    from shared.config import Settings
+
+__all__ = [
+    "MATERIAL_TYPES",
+    "demo_id",
+    "ensure_user",
+    "load_demo_data",
+    "publish_demo_materials",
+]
 
 MATERIAL_TYPES = ("Slides", "Exam", "Lecture Notes", "Summary", "Homework")
 
@@ -117,3 +127,122 @@ def ensure_user(session: Session, *, subject: str, email: str, name: str, role: 
         user.name = name
     session.flush()
     return user
+
+
+# Published on first start so the catalog, reading and search have something
+# to show: (course code, title, type, lecturer, pages of text).
+DEMO_MATERIALS = [
+    (
+        "10013",
+        "Week 3: CPU scheduling",
+        "Lecture Notes",
+        "Dr. Sarah Cohen",
+        [
+            "The short-term scheduler picks the next process from the ready queue. Round robin "
+            "gives each process a fixed time quantum and preempts it when the quantum expires.",
+            "Priority scheduling runs the most urgent process first; aging raises the priority "
+            "of waiting processes so that none starves. Shortest job first minimises the "
+            "average waiting time.",
+        ],
+    ),
+    (
+        "10005",
+        "Binary search trees",
+        "Slides",
+        "Prof. Daniel Levi",
+        [
+            "A binary search tree keeps smaller keys in the left subtree and larger keys in the "
+            "right subtree, so search, insertion and deletion follow one path from the root.",
+            "An unbalanced tree degrades to a list. AVL and red-black trees rebalance with "
+            "rotations and keep the height logarithmic in the number of keys.",
+        ],
+    ),
+    (
+        "10002",
+        "Limits and continuity",
+        "Summary",
+        "Dr. Miriam Katz",
+        [
+            "The limit of f(x) as x approaches a is L when f(x) gets arbitrarily close to L for "
+            "all x close enough to a. A function is continuous at a when its limit there equals "
+            "its value.",
+        ],
+    ),
+]
+
+
+def demo_pdf(title: str, pages: list[str]) -> bytes:
+    from fpdf import FPDF
+
+    document = FPDF()
+    document.set_title(title)
+    document.set_font("helvetica", size=12)
+    for text in pages:
+        document.add_page()
+        document.multi_cell(0, 7, text)
+    return bytes(document.output())
+
+
+def publish_demo_materials(settings: Settings, uploader_id: uuid.UUID) -> int:
+    """Upload and approve the demo materials through the real moderation path,
+    once: a material already there (by id) is left alone. Returns how many were new."""
+    from shared.db.engine import transaction
+    from shared.moderation import transition
+    from shared.storage import (
+        META_COURSE_ID,
+        META_REQUEST_ID,
+        META_SHA256,
+        META_UPLOADER_ID,
+        get_bucket,
+        pending_object,
+        safe_filename,
+    )
+
+    bucket = get_bucket(settings)
+    published = 0
+    for code, title, type_name, lecturer, pages in DEMO_MATERIALS:
+        request_id = demo_id("material", title)
+        with transaction(settings) as session:
+            if session.get(FileRequest, request_id) is not None:
+                continue
+            data = demo_pdf(title, pages)
+            sha256 = hashlib.sha256(data).hexdigest()
+            filename = safe_filename(f"{title}.pdf")
+            name = pending_object(request_id, filename)
+            course_id = demo_id("course", code)
+            session.add(
+                FileRequest(
+                    id=request_id,
+                    user_id=uploader_id,
+                    course_id=course_id,
+                    type_id=demo_id("material_type", type_name),
+                    lecturer_id=demo_id("lecturer", lecturer),
+                    title=title,
+                    academic_year=1,
+                    material_year=2025,
+                    file_url=name,
+                    original_filename=filename,
+                    sha256=sha256,
+                    size_bytes=len(data),
+                    page_count=len(pages),
+                )
+            )
+            session.flush()
+            bucket.upload(
+                name,
+                data,
+                {
+                    META_REQUEST_ID: str(request_id),
+                    META_SHA256: sha256,
+                    META_UPLOADER_ID: str(uploader_id),
+                    META_COURSE_ID: str(course_id),
+                },
+            )
+        with transaction(settings) as session:
+            outcome = transition(
+                session, bucket, settings, request_id=request_id, action="approve", reason=None
+            )
+        for stale in outcome.stale_objects:
+            bucket.delete(stale)
+        published += 1
+    return published

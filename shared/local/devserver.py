@@ -65,7 +65,7 @@ class LocalStack:
     def start(self) -> None:
         from shared.config import load_settings
         from shared.db.engine import get_engine, transaction
-        from shared.local.demo import ensure_user, load_demo_data
+        from shared.local.demo import ensure_user, load_demo_data, publish_demo_materials
         from shared.local.postgres import create_database, start_postgres
         from shared.migrate import upgrade
 
@@ -91,12 +91,13 @@ class LocalStack:
         os.environ.setdefault("CORS_ORIGINS", "http://localhost:5173,http://127.0.0.1:5173")
         settings = load_settings()
         upgrade()
+        users = {}
         with transaction(settings) as session:
             load_demo_data(session)
             for role_key, (email, name, role) in DEMO_USERS.items():
-                ensure_user(
+                users[role_key] = ensure_user(
                     session, subject=local_subject(email), email=email, name=name, role=role
-                )
+                ).id
                 self.tokens[role_key] = issuer.token(
                     subject=local_subject(email), email=email, name=name
                 )
@@ -105,6 +106,8 @@ class LocalStack:
         (self.data_dir / "tokens.json").write_text(json.dumps(self.tokens, indent=2))
         self._ready.set()
         self._watch_bucket()
+        # After the watcher: the approvals' notifications make them searchable.
+        publish_demo_materials(settings, users["student"])
 
     def _start_storage(self) -> str:
         """gcp-storage-emulator on loopback, its objects kept under the data dir."""
