@@ -311,3 +311,37 @@ def test_undoing_an_approval_removes_the_chunks_and_a_late_event_does_nothing(
             )
             == 0
         )
+
+
+def test_parallel_duplicate_deliveries_leave_one_chunk_set(
+    apps: dict[str, Any],
+    user_token: Callable[..., Any],
+    refs: dict[str, Any],
+    bucket: Any,
+    sessions: sessionmaker[Session],
+) -> None:
+    import threading
+
+    pages = [f"Page {n} about lysosomes and vesicles." for n in range(1, 6)]
+    material_id, name = approved_material(apps, user_token, sessions, refs, pages)
+    event = pubsub_event(resource_of(bucket, name))
+    statuses: list[int] = []
+    barrier = threading.Barrier(4)
+    ingest = apps["ingest"].application
+
+    def send() -> None:
+        own = {"ingest": ingest.test_client()}
+        barrier.wait()
+        statuses.append(deliver(own, event))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 4
+    chunks = chunks_of(sessions, material_id)
+    assert [c.page_number for c in chunks] == [1, 2, 3, 4, 5]
+    assert [c.chunk_index for c in chunks] == [0, 1, 2, 3, 4]
+    state = material_state(sessions, material_id)
+    assert (state["ingest_status"], state["chunk_count"]) == ("ready", 5)
