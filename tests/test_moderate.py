@@ -217,6 +217,9 @@ def test_a_student_gets_403_on_every_moderate_route(
     )
     assert response.status_code == 403
     assert response.json["error"]["code"] == "admin_only"
+    # The role is checked before the body: a student learns nothing from a 422.
+    response = moderate.post("/actions", json={"action": "explode"}, headers=student)
+    assert response.status_code == 403
 
 
 def test_invalid_transitions_are_per_item(

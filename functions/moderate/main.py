@@ -114,9 +114,9 @@ def _apply(call: Call, body: ActionBody, request_id: uuid.UUID) -> tuple[dict[st
 
 @router.post("/actions")
 def act(call: Call) -> flask.Response:
-    body = call.json(ActionBody)
     with transaction(call.settings) as session:
         admin = call.admin(session)
+    body = call.json(ActionBody)
     request_ids = list(dict.fromkeys(body.request_ids))
     results: list[dict[str, Any]] = []
     titles: list[str] = []
