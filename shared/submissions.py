@@ -47,6 +47,8 @@ def request_to_json(request: FileRequest, material: Material | None = None) -> d
         body["ingest_status"] = material.ingest_status
         body["chunk_count"] = material.chunk_count
         body["ingest_error"] = material.ingest_error
+        body["ingest_started_at"] = material.ingest_started_at
+        body["ingest_finished_at"] = material.ingest_finished_at
     return body
 
 

@@ -142,6 +142,11 @@ def test_an_approval_event_gives_chunks_with_their_page_numbers(
     )
     mine = next(m for m in listed if m["id"] == material_id)
     assert (mine["ingest_status"], mine["chunk_count"]) == ("ready", 3)
+    assert mine["ingest_started_at"] <= mine["ingest_finished_at"]
+    _, admin = user_token(role="ADMIN")
+    moderated = apps["moderate"].get(f"/requests/{material_id}", headers=admin).json["request"]
+    assert (moderated["ingest_status"], moderated["chunk_count"]) == ("ready", 3)
+    assert moderated["ingest_finished_at"] == mine["ingest_finished_at"]
 
 
 def test_three_deliveries_and_both_wirings_leave_one_chunk_set(
