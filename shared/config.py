@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     HEARTBEAT_MAX_SECONDS: int = Field(default=30, ge=1, le=600)
     HEARTBEAT_GRACE_SECONDS: int = Field(default=5, ge=0, le=60)
 
+    # Per-user limits on the expensive calls; past them the answer is 429.
+    RATE_LIMIT_UPLOADS_PER_HOUR: int = Field(default=30, ge=1, le=100_000)
+    RATE_LIMIT_SEARCHES_PER_MINUTE: int = Field(default=30, ge=1, le=100_000)
+
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("CORS_ORIGINS", mode="before")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,21 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock
 from shared.db.models import Course, FileViewingSession, PointsTransaction, User
+from tests.clocks import FakeClock
 from tests.factories import make_course, make_material
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.moment = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-        self._lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self.moment
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.moment += timedelta(seconds=seconds)
 
 
 @pytest.fixture

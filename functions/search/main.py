@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 import flask
 import functions_framework
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
-from shared import answers
+from shared import answers, clock, ratelimit
 from shared import search as data
 from shared.config import Needs
 from shared.db.engine import transaction
@@ -36,7 +37,14 @@ def run_search(call: Call) -> flask.Response:
     body = call.json(SearchBody)
     embedder = get_embedder(call.settings)
     with transaction(call.settings) as session:
-        call.user(session)
+        ratelimit.check(
+            session,
+            user_id=call.user(session).id,
+            action="search",
+            limit=call.settings.RATE_LIMIT_SEARCHES_PER_MINUTE,
+            window=timedelta(minutes=1),
+            now=clock.now(),
+        )
     # Embedding may take a network round trip: no transaction is held meanwhile.
     vector = embedder.embed_query(body.query)
     with transaction(call.settings) as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import flask
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from shared import submissions
+from shared import clock, ratelimit, submissions
 from shared.config import Needs
 from shared.db.engine import transaction
 from shared.db.models import FileRequest
@@ -107,6 +107,15 @@ def _raise_if_duplicate(call: Call, form: SubmitForm, sha256: str) -> None:
 def submit_file(call: Call) -> flask.Response:
     with transaction(call.settings) as session:
         user_id = call.user(session).id
+        # Committed on its own: refused and failed uploads count too.
+        ratelimit.check(
+            session,
+            user_id=user_id,
+            action="upload",
+            limit=call.settings.RATE_LIMIT_UPLOADS_PER_HOUR,
+            window=timedelta(hours=1),
+            now=clock.now(),
+        )
     form, data, filename = _form(call)
     page_count = count_pages(data)
     sha256 = hashlib.sha256(data).hexdigest()

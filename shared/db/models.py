@@ -48,6 +48,7 @@ __all__ = [
     "MaterialType",
     "MotivationalQuote",
     "PointsTransaction",
+    "RateLimitWindow",
     "User",
     "UserCourseActivity",
     "UserNote",
@@ -441,3 +442,15 @@ class MotivationalQuote(Base):
     id: Mapped[UUIDKey]
     text: Mapped[str] = mapped_column(unique=True)
     author: Mapped[str]
+
+
+class RateLimitWindow(Base):
+    """Requests per user, action and fixed time window (see shared.ratelimit)."""
+
+    __tablename__ = "rate_limit_windows"
+    __table_args__ = (CheckConstraint("count > 0", name="count"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    action: Mapped[str] = mapped_column(primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    count: Mapped[int]
