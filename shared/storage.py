@@ -39,6 +39,7 @@ __all__ = [
     "numbered",
     "pending_object",
     "rejected_object",
+    "request_metadata",
     "reset_client",
     "safe_filename",
     "safe_segment",
@@ -82,6 +83,18 @@ def numbered(filename: str, number: int) -> str:
         return filename
     stem = filename[:-4]
     return f"{stem} ({number}).pdf"
+
+
+def request_metadata(
+    *, request_id: uuid.UUID, sha256: str, uploader_id: uuid.UUID, course_id: uuid.UUID
+) -> dict[str, str]:
+    """The metadata every object of a file request carries (copies keep it)."""
+    return {
+        META_REQUEST_ID: str(request_id),
+        META_SHA256: sha256,
+        META_UPLOADER_ID: str(uploader_id),
+        META_COURSE_ID: str(course_id),
+    }
 
 
 def pending_object(request_id: uuid.UUID, filename: str) -> str:

@@ -22,15 +22,7 @@ from shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, Valid
 from shared.fields import MultilineText, SingleLineText
 from shared.http import Call, build_router, json_response, validate
 from shared.pdf import count_pages
-from shared.storage import (
-    META_COURSE_ID,
-    META_REQUEST_ID,
-    META_SHA256,
-    META_UPLOADER_ID,
-    get_bucket,
-    pending_object,
-    safe_filename,
-)
+from shared.storage import get_bucket, pending_object, request_metadata, safe_filename
 
 log = logging.getLogger("lectern.submit")
 router = build_router(Needs.STORAGE)
@@ -161,12 +153,9 @@ def submit_file(call: Call) -> flask.Response:
             bucket.upload(
                 object_name,
                 data,
-                {
-                    META_REQUEST_ID: str(request_id),
-                    META_SHA256: sha256,
-                    META_UPLOADER_ID: str(user_id),
-                    META_COURSE_ID: str(course.id),
-                },
+                request_metadata(
+                    request_id=request_id, sha256=sha256, uploader_id=user_id, course_id=course.id
+                ),
             )
             uploaded = True
             body = submissions.request_to_json(request)

@@ -188,15 +188,7 @@ def publish_demo_materials(settings: Settings, uploader_id: uuid.UUID) -> int:
     once: a material already there (by id) is left alone. Returns how many were new."""
     from shared.db.engine import transaction
     from shared.moderation import transition
-    from shared.storage import (
-        META_COURSE_ID,
-        META_REQUEST_ID,
-        META_SHA256,
-        META_UPLOADER_ID,
-        get_bucket,
-        pending_object,
-        safe_filename,
-    )
+    from shared.storage import get_bucket, pending_object, request_metadata, safe_filename
 
     bucket = get_bucket(settings)
     published = 0
@@ -231,12 +223,12 @@ def publish_demo_materials(settings: Settings, uploader_id: uuid.UUID) -> int:
             bucket.upload(
                 name,
                 data,
-                {
-                    META_REQUEST_ID: str(request_id),
-                    META_SHA256: sha256,
-                    META_UPLOADER_ID: str(uploader_id),
-                    META_COURSE_ID: str(course_id),
-                },
+                request_metadata(
+                    request_id=request_id,
+                    sha256=sha256,
+                    uploader_id=uploader_id,
+                    course_id=course_id,
+                ),
             )
         with transaction(settings) as session:
             outcome = transition(
