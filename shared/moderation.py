@@ -11,7 +11,12 @@ state the next action repairs:
    bucket is touched);
 2. copy the object to its new name (still inside the transaction);
 3. commit (the caller);
-4. delete the old object (the caller, after commit: ``Outcome.stale_objects``).
+4. delete the old object (the caller, after commit, through ``delete_stale``
+   in a new short transaction): under the request's row lock and the folder's
+   lock, and only if no row refers to that name any more. Another action may
+   have moved the request (or another request) back onto that name in the
+   meantime; the object there is then a live file and stays. The deletion is
+   also conditioned on the copied generation, which GCS enforces.
 
 A failure before 3 rolls the rows back; a crash after 2 leaves an extra copy
 that the retried action overwrites; a crash after 3 leaves a stale old copy
@@ -45,6 +50,7 @@ __all__ = [
     "ItemError",
     "Outcome",
     "audit_to_json",
+    "delete_stale",
     "get_request",
     "list_audit",
     "list_requests",
@@ -76,7 +82,8 @@ class Outcome:
     request_id: uuid.UUID
     title: str
     status: str
-    stale_objects: list[str] = field(default_factory=list)
+    # (name, generation) of objects to delete once the change is committed.
+    stale_objects: list[tuple[str, int]] = field(default_factory=list)
 
 
 def _free_course_name(session: Session, course: Course, filename: str) -> str:
@@ -116,11 +123,10 @@ def transition(
     if action == "approve":
         course = session.get(Course, request.course_id)
         assert course is not None
-        # Approvals into one course take turns choosing a free name; otherwise
-        # two files named alike could be copied onto the same object.
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"course:{course.id}"}
-        )
+        # Approvals into one folder take turns choosing a free name; otherwise
+        # two files named alike could be copied onto the same object. Keyed by
+        # the folder, not the course: two courses may share a name.
+        _lock_folder(session, course_object(course.name, filename))
         new_object = _free_course_name(session, course, filename)
         _publish(session, settings, request, new_object)
     elif action == "reject":
@@ -144,14 +150,41 @@ def transition(
     request.updated_at = datetime.now(UTC)
     # Constraint violations surface here, before the bucket is touched.
     session.flush()
-    generation = bucket.copy(old_object, new_object)
+    generation, old_generation = bucket.copy(old_object, new_object)
     if action == "approve":
         # The pipeline ingests this generation of the object, or a newer one.
         material = session.get(Material, request.id)
         assert material is not None
         material.ingest_generation = generation
         session.flush()
-    return Outcome(request.id, request.title, target_status, [old_object])
+    return Outcome(request.id, request.title, target_status, [(old_object, old_generation)])
+
+
+def _lock_folder(session: Session, object_name: str) -> None:
+    folder = object_name.rsplit("/", 1)[0]
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"folder:{folder}"}
+    )
+
+
+def delete_stale(
+    session: Session, bucket: Bucket, *, request_id: uuid.UUID, name: str, generation: int
+) -> bool:
+    """Delete an object a committed transition left behind, unless it is live again.
+
+    Holds the request's row lock and the folder's lock, which every transition
+    that writes this name also holds, so nothing can move onto the name
+    between the check and the deletion. True if it was deleted.
+    """
+    request = session.scalar(
+        select(FileRequest).where(FileRequest.id == request_id).with_for_update()
+    )
+    _lock_folder(session, name)
+    live = session.scalar(select(Material.id).where(Material.file_url == name))
+    if (request is not None and request.file_url == name) or live is not None:
+        return False
+    bucket.delete(name, generation=generation)
+    return True
 
 
 def _publish(session: Session, settings: Settings, request: FileRequest, object_name: str) -> None:

@@ -152,8 +152,8 @@ class Bucket:
         blob.upload_from_string(data, content_type="application/pdf", timeout=TIMEOUT_SECONDS)
         return int(blob.generation)
 
-    def copy(self, source: str, destination: str) -> int:
-        """Copy an object with its metadata; returns the new object's generation."""
+    def copy(self, source: str, destination: str) -> tuple[int, int]:
+        """Copy an object with its metadata; (the copy's generation, the source's)."""
         blob = self._bucket.get_blob(source, timeout=TIMEOUT_SECONDS)
         if blob is None:
             raise FileNotFoundError(source)
@@ -162,14 +162,24 @@ class Bucket:
             # Some servers (the emulator) drop metadata on copy; GCS keeps it.
             copied.metadata = blob.metadata
             copied.patch(timeout=TIMEOUT_SECONDS)
-        return int(copied.generation)
+        return int(copied.generation), int(blob.generation)
 
-    def delete(self, name: str) -> None:
-        """Delete an object; one that is already gone is fine."""
-        from google.api_core.exceptions import NotFound
+    def delete(self, name: str, *, generation: int | None = None) -> None:
+        """Delete an object; one already gone is fine.
 
-        with contextlib.suppress(NotFound):
-            self._bucket.blob(name).delete(timeout=TIMEOUT_SECONDS)
+        With ``generation``, only that generation: an object written again
+        since (by a later move back to the same name) is another file and stays.
+        GCS enforces the precondition; the emulator ignores it, so the current
+        generation is also checked first.
+        """
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        if generation is not None:
+            current = self._bucket.get_blob(name, timeout=TIMEOUT_SECONDS)
+            if current is None or int(current.generation) != generation:
+                return
+        with contextlib.suppress(NotFound, PreconditionFailed):
+            self._bucket.blob(name).delete(if_generation_match=generation, timeout=TIMEOUT_SECONDS)
 
     def metadata(self, name: str) -> dict[str, str] | None:
         """The object's metadata, or None when it does not exist."""

@@ -593,3 +593,89 @@ def test_an_admin_can_download_a_pending_file_before_judging_it(
         assert response.read().startswith(b"%PDF-")
     assert moderate.get(f"/requests/{request_id}", headers=student).status_code == 403
     assert moderate.get(f"/requests/{uuid.uuid4()}", headers=admin).status_code == 404
+
+
+def test_a_late_cleanup_never_deletes_a_file_moved_back_meanwhile(
+    moderate: Any,
+    submit: Any,
+    user_token: Callable[..., Any],
+    admin: dict[str, str],
+    refs: dict[str, Any],
+    course_id: uuid.UUID,
+    sessions: sessionmaker[Session],
+    bucket: Any,
+) -> None:
+    """Admin A approves; before A's delete of the pending copy runs, admin B undoes
+    (which writes the pending object again). A's late delete must leave it."""
+    from shared.config import load_settings
+    from shared.moderation import delete_stale, transition
+    from shared.storage import Bucket
+
+    settings = load_settings()
+    storage = Bucket(settings)
+    _, student = user_token()
+    request_id = upload(submit, student, refs, course_id, filename="raced.pdf")
+    with sessions.begin() as session:
+        late = transition(
+            session,
+            storage,
+            settings,
+            request_id=uuid.UUID(request_id),
+            action="approve",
+            reason=None,
+        )
+    assert act(moderate, admin, "undo_approve", request_id).json["results"][0]["ok"] is True
+    for name, generation in late.stale_objects:
+        with sessions.begin() as session:
+            assert not delete_stale(
+                session,
+                storage,
+                request_id=uuid.UUID(request_id),
+                name=name,
+                generation=generation,
+            )
+    pending = f"pending/{request_id}/raced.pdf"
+    assert objects_of(bucket, request_id) == [pending]
+    assert state(sessions, request_id)["file_url"] == pending
+    assert act(moderate, admin, "approve", request_id).json["results"][0]["ok"] is True
+
+
+def test_a_late_cleanup_never_deletes_another_requests_file_on_the_same_name(
+    moderate: Any,
+    submit: Any,
+    user_token: Callable[..., Any],
+    admin: dict[str, str],
+    refs: dict[str, Any],
+    course_id: uuid.UUID,
+    sessions: sessionmaker[Session],
+    bucket: Any,
+) -> None:
+    from shared.config import load_settings
+    from shared.moderation import delete_stale, transition
+    from shared.storage import Bucket
+
+    settings = load_settings()
+    storage = Bucket(settings)
+    _, student = user_token()
+    first = upload(submit, student, refs, course_id, filename="shared name.pdf")
+    second = upload(submit, student, refs, course_id, filename="shared name.pdf")
+    act(moderate, admin, "approve", first)
+    course_name = state(sessions, first)["file_url"]
+    with sessions.begin() as session:
+        late = transition(
+            session,
+            storage,
+            settings,
+            request_id=uuid.UUID(first),
+            action="undo_approve",
+            reason=None,
+        )
+    # The name is free again: the second request is published onto it.
+    act(moderate, admin, "approve", second)
+    assert state(sessions, second)["file_url"] == course_name
+    for name, generation in late.stale_objects:
+        with sessions.begin() as session:
+            assert not delete_stale(
+                session, storage, request_id=uuid.UUID(first), name=name, generation=generation
+            )
+    assert objects_of(bucket, second) == [course_name]

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import flask
 import functions_framework
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from sqlalchemy.exc import IntegrityError
 
 from shared import moderation
 from shared.config import Needs
@@ -99,16 +100,25 @@ def _apply(call: Call, body: ActionBody, request_id: uuid.UUID) -> tuple[dict[st
     except moderation.ItemError as error:
         result = {"request_id": request_id, "ok": False, "status": error.status}
         return {**result, "error": error.code, "message": error.message}, ""
+    except IntegrityError:
+        # A concurrent change won a unique key (the same file made live again,
+        # a name taken in the course folder): nothing was changed; reload and retry.
+        result = {"request_id": request_id, "ok": False, "status": None}
+        message = "a concurrent change conflicts with this one; reload and try again"
+        return {**result, "error": "conflict", "message": message}, ""
     except Exception:
         log.exception("moderation step failed", extra={"request_id": str(request_id)})
         result = {"request_id": request_id, "ok": False, "status": None}
         return {**result, "error": "internal_error", "message": "try again"}, ""
-    for stale in outcome.stale_objects:
+    for name, generation in outcome.stale_objects:
         try:
-            bucket.delete(stale)
+            with transaction(call.settings) as session:
+                moderation.delete_stale(
+                    session, bucket, request_id=request_id, name=name, generation=generation
+                )
         except Exception:
             # The committed row no longer refers to it; a leftover copy harms nothing.
-            log.warning("could not delete %s", stale, exc_info=True)
+            log.warning("could not delete %s", name, exc_info=True)
     return {"request_id": request_id, "ok": True, "status": outcome.status}, outcome.title
 
 
@@ -125,22 +135,32 @@ def act(call: Call) -> flask.Response:
         results.append(result)
         if title:
             titles.append(title)
-    with transaction(call.settings) as session:
-        moderation.record_audit(
-            session,
-            actor=admin,
-            action=body.action,
-            request_ids=request_ids,
-            meta={
-                "count": len(request_ids),
-                "succeeded": sum(1 for result in results if result["ok"]),
-                "titles": titles,
-                "reason": body.reason,
-                "failures": {
-                    str(result["request_id"]): result["error"]
-                    for result in results
-                    if not result["ok"]
-                },
+    audit = {
+        "count": len(request_ids),
+        "succeeded": sum(1 for result in results if result["ok"]),
+        "titles": titles,
+        "reason": body.reason,
+        "failures": {
+            str(result["request_id"]): result["error"] for result in results if not result["ok"]
+        },
+    }
+    try:
+        with transaction(call.settings) as session:
+            moderation.record_audit(
+                session, actor=admin, action=body.action, request_ids=request_ids, meta=audit
+            )
+    except Exception:
+        # The items are committed already: answer with their results, and keep
+        # the audit entry in the error log so it can be restored from there.
+        log.exception(
+            "audit row not written",
+            extra={
+                "audit": {
+                    **audit,
+                    "action": body.action,
+                    "actor_id": str(admin.id),
+                    "request_ids": [str(r) for r in request_ids],
+                }
             },
         )
     return json_response({"results": results})

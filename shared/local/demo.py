@@ -187,7 +187,7 @@ def publish_demo_materials(settings: Settings, uploader_id: uuid.UUID) -> int:
     """Upload and approve the demo materials through the real moderation path,
     once: a material already there (by id) is left alone. Returns how many were new."""
     from shared.db.engine import transaction
-    from shared.moderation import transition
+    from shared.moderation import delete_stale, transition
     from shared.storage import get_bucket, pending_object, request_metadata, safe_filename
 
     bucket = get_bucket(settings)
@@ -234,7 +234,10 @@ def publish_demo_materials(settings: Settings, uploader_id: uuid.UUID) -> int:
             outcome = transition(
                 session, bucket, settings, request_id=request_id, action="approve", reason=None
             )
-        for stale in outcome.stale_objects:
-            bucket.delete(stale)
+        for name, generation in outcome.stale_objects:
+            with transaction(settings) as session:
+                delete_stale(
+                    session, bucket, request_id=request_id, name=name, generation=generation
+                )
         published += 1
     return published
