@@ -127,6 +127,11 @@ def current_user(session: Session, claims: dict[str, Any]) -> User:
     if existing is None:
         if not isinstance(email, str) or "@" not in email:
             raise Unauthorized("the token has no email claim", code="invalid_token")
+        # Emails are unique here: an unverified one could claim someone else's address.
+        if claims.get("email_verified") is False:
+            raise Unauthorized(
+                "verify your email address, then sign in again", code="email_not_verified"
+            )
         name = claims.get("name")
         existing = get_or_create_user(
             session,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.errors import (
     BadRequest,
@@ -146,7 +147,10 @@ class Call:
         mimetype = self.request.mimetype
         if mimetype != "application/json" and not mimetype.endswith("+json"):
             raise UnsupportedMediaType("send the body as application/json")
-        raw = self.request.get_data(cache=True)
+        try:
+            raw = self.request.get_data(cache=True)
+        except RequestEntityTooLarge:
+            raise PayloadTooLarge("the body is too large") from None
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -231,9 +235,11 @@ class Router:
                     f"{request.method} is not allowed here",
                     headers={"Allow": ", ".join([*allowed, "OPTIONS"])},
                 )
-            is_upload = request.mimetype == "multipart/form-data"
-            if (request.content_length or 0) > MAX_JSON_BYTES and not is_upload:
-                raise PayloadTooLarge("the body is too large")
+            if request.mimetype != "multipart/form-data":
+                if (request.content_length or 0) > MAX_JSON_BYTES:
+                    raise PayloadTooLarge("the body is too large")
+                # A chunked body has no length to check: Werkzeug stops reading here.
+                request.max_content_length = MAX_JSON_BYTES
             route, match = chosen
             # Every route needs a signed-in user: the token is checked before
             # the body is read, so an anonymous caller learns nothing but 401.

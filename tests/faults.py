@@ -21,6 +21,7 @@ class Rule:
     method: str
     path: re.Pattern[str]
     remaining: int
+    status: int = 403
 
 
 class FaultProxy:
@@ -39,9 +40,10 @@ class FaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                if proxy._should_fail(self.command, self.path):
-                    payload = b'{"error": {"code": 403, "message": "injected failure"}}'
-                    self.send_response(403)
+                status = proxy._should_fail(self.command, self.path)
+                if status:
+                    payload = b'{"error": {"code": %d, "message": "injected failure"}}' % status
+                    self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
@@ -76,22 +78,23 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}"
 
-    def fail(self, method: str, path_pattern: str, times: int = 1) -> None:
+    def fail(self, method: str, path_pattern: str, times: int = 1, status: int = 403) -> None:
         with self._lock:
-            self.rules.append(Rule(method, re.compile(path_pattern), times))
+            self.rules.append(Rule(method, re.compile(path_pattern), times, status))
 
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()
 
-    def _should_fail(self, method: str, path: str) -> bool:
+    def _should_fail(self, method: str, path: str) -> int:
+        """The status to fail this request with, or 0 to pass it on."""
         with self._lock:
             self.seen.append((method, path))
             for rule in self.rules:
                 if rule.remaining > 0 and rule.method == method and rule.path.search(path):
                     rule.remaining -= 1
-                    return True
-        return False
+                    return rule.status
+        return 0
 
     def close(self) -> None:
         self._server.shutdown()

@@ -188,3 +188,15 @@ def test_an_email_owned_by_another_account_is_409(client: Any, issuer: LocalIssu
     response = _me(client, second)
     assert response.status_code == 409
     assert response.json["error"]["code"] == "email_in_use"
+
+
+def test_an_unverified_email_cannot_claim_an_address(
+    client: Any, issuer: LocalIssuer, sessions: sessionmaker[Session]
+) -> None:
+    token = issuer.token(subject="auth0|squatter", email="victim@example.edu", email_verified=False)
+    response = _me(client, token)
+    assert (response.status_code, response.json["error"]["code"]) == (401, "email_not_verified")
+    with sessions.begin() as session:
+        assert session.scalar(select(User).where(User.email == "victim@example.edu")) is None
+    verified = issuer.token(subject="auth0|victim", email="victim@example.edu", email_verified=True)
+    assert _me(client, verified).status_code == 200

@@ -123,3 +123,23 @@ def test_the_token_is_checked_before_the_body(client: Any) -> None:
     assert response.status_code == 401
     response = client.patch("/me", json={"avatar_url": "ftp://x"})
     assert response.status_code == 401
+
+
+def test_a_huge_body_without_a_length_is_413(client: Any, user_token: Callable[..., Any]) -> None:
+    import io
+
+    from werkzeug.test import EnvironBuilder
+
+    _, headers = user_token()
+    body = b'{"bio": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    builder = EnvironBuilder(
+        path="/me", method="PATCH", headers=headers, content_type="application/json"
+    )
+    environ = builder.get_environ()
+    # As a chunked request arrives: no Content-Length, the stream ends on its own.
+    environ.pop("CONTENT_LENGTH", None)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["wsgi.input_terminated"] = True
+    response = client.open(environ)
+    builder.close()
+    assert response.status_code == 413

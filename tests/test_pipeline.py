@@ -350,3 +350,21 @@ def test_parallel_duplicate_deliveries_leave_one_chunk_set(
     assert [c.chunk_index for c in chunks] == [0, 1, 2, 3, 4]
     state = material_state(sessions, material_id)
     assert (state["ingest_status"], state["chunk_count"]) == ("ready", 5)
+
+
+def test_an_object_gone_before_it_is_read_ends_failed_not_processing(
+    apps: dict[str, Any],
+    refs: dict[str, Any],
+    bucket: Any,
+    sessions: sessionmaker[Session],
+    proxy: FaultProxy,
+) -> None:
+    material_id, name = _place(bucket, sessions, refs, make_pdf(["soon gone"]))
+    proxy.fail("GET", r"/download/storage/v1/b/lectern-test/o/", status=404)
+    try:
+        assert deliver(apps, pubsub_event(resource_of(bucket, name))) == 200
+    finally:
+        proxy.clear()
+    state = material_state(sessions, material_id)
+    assert state["ingest_status"] == "failed"
+    assert "no longer exists" in state["ingest_error"]
