@@ -28,6 +28,7 @@ from shared.db.models import (
     FileViewingSession,
     Material,
     MotivationalQuote,
+    User,
     UserCourseActivity,
     UserRecentFile,
 )
@@ -196,6 +197,11 @@ def _complete(
     session: Session, row: Any, result: BeatResult, *, file_xp: int, course_xp: int
 ) -> None:
     """First completion of this session: file XP once ever, course progress, maybe the bonus."""
+    # One completion per user at a time: the progress count below must see a
+    # concurrent completion of the course's other files, so the later one
+    # waits here and then counts with a fresh snapshot. (The ledger trigger
+    # takes the same row lock, but not when an award is configured to 0.)
+    session.execute(select(User.id).where(User.id == row.user_id).with_for_update())
     material_title = session.scalar(select(Material.title).where(Material.id == row.file_id))
     if ledger.award(
         session,
