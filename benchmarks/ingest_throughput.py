@@ -238,7 +238,7 @@ def _insert_rate(engine: Any, count: int, insert: Any, text: Any) -> float:
         )
     start = time.perf_counter()
     with Session(engine) as session, session.begin():
-        session.execute(insert(MaterialChunk), rows)
+        session.execute(insert(MaterialChunk).returning(MaterialChunk.id), rows)
     return time.perf_counter() - start
 
 

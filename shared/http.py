@@ -214,10 +214,12 @@ class Router:
         allowed = self.settings.CORS_ORIGINS
         if not origin or not allowed:
             return {}
+        # Retry-After (on 429 and 503) must be readable by the browser app.
+        expose = {"Access-Control-Expose-Headers": "Retry-After"}
         if "*" in allowed:
-            return {"Access-Control-Allow-Origin": "*"}
+            return {"Access-Control-Allow-Origin": "*", **expose}
         if origin.rstrip("/") in allowed:
-            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin", **expose}
         return {}
 
     def _dispatch(self, request: flask.Request) -> flask.Response:

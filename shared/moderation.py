@@ -183,8 +183,7 @@ def delete_stale(
     live = session.scalar(select(Material.id).where(Material.file_url == name))
     if (request is not None and request.file_url == name) or live is not None:
         return False
-    bucket.delete(name, generation=generation)
-    return True
+    return bucket.delete(name, generation=generation)
 
 
 def _publish(session: Session, settings: Settings, request: FileRequest, object_name: str) -> None:

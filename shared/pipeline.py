@@ -121,7 +121,9 @@ def _claim(
     request = session.scalar(
         select(FileRequest).where(FileRequest.id == material_id).with_for_update()
     )
-    material = session.scalar(select(Material).where(Material.id == material_id).with_for_update())
+    material = session.scalar(
+        select(Material).where(Material.id == material_id).with_for_update(key_share=True)
+    )
     if request is None or material is None:
         return "not an approved material"
     if material.file_url != notice.name:
@@ -149,8 +151,15 @@ def _claim(
 
 
 def _current(session: Session, notice: ObjectNotice, material_id: uuid.UUID) -> Material | None:
-    """The material, locked, if this notice is still the one to ingest."""
-    material = session.scalar(select(Material).where(Material.id == material_id).with_for_update())
+    """The material, locked, if this notice is still the one to ingest.
+
+    FOR NO KEY UPDATE: it serialises ingestion writes without blocking the
+    foreign-key checks of rows that refer to the material (reading sessions,
+    notes, recent files).
+    """
+    material = session.scalar(
+        select(Material).where(Material.id == material_id).with_for_update(key_share=True)
+    )
     if material is None or material.file_url != notice.name:
         return None
     if material.ingest_generation != notice.generation:
@@ -260,8 +269,10 @@ def _write(
         if material is None:
             return "skipped: superseded while processing"
         session.execute(delete(MaterialChunk).where(MaterialChunk.material_id == material_id))
+        # RETURNING makes SQLAlchemy batch the rows into multi-row INSERTs;
+        # without it pg8000's executemany sends one statement per row.
         session.execute(
-            insert(MaterialChunk),
+            insert(MaterialChunk).returning(MaterialChunk.id),
             [
                 {
                     "id": uuid.uuid4(),

@@ -201,7 +201,7 @@ def _complete(
     # concurrent completion of the course's other files, so the later one
     # waits here and then counts with a fresh snapshot. (The ledger trigger
     # takes the same row lock, but not when an award is configured to 0.)
-    session.execute(select(User.id).where(User.id == row.user_id).with_for_update())
+    session.execute(select(User.id).where(User.id == row.user_id).with_for_update(key_share=True))
     material_title = session.scalar(select(Material.title).where(Material.id == row.file_id))
     if ledger.award(
         session,

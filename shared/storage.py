@@ -15,7 +15,6 @@ The google-cloud-storage client is created on first use and reused: it costs
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
 import unicodedata
@@ -164,8 +163,8 @@ class Bucket:
             copied.patch(timeout=TIMEOUT_SECONDS)
         return int(copied.generation), int(blob.generation)
 
-    def delete(self, name: str, *, generation: int | None = None) -> None:
-        """Delete an object; one already gone is fine.
+    def delete(self, name: str, *, generation: int | None = None) -> bool:
+        """Delete an object; True if it was deleted, False if already gone.
 
         With ``generation``, only that generation: an object written again
         since (by a later move back to the same name) is another file and stays.
@@ -177,9 +176,12 @@ class Bucket:
         if generation is not None:
             current = self._bucket.get_blob(name, timeout=TIMEOUT_SECONDS)
             if current is None or int(current.generation) != generation:
-                return
-        with contextlib.suppress(NotFound, PreconditionFailed):
+                return False
+        try:
             self._bucket.blob(name).delete(if_generation_match=generation, timeout=TIMEOUT_SECONDS)
+        except (NotFound, PreconditionFailed):
+            return False
+        return True
 
     def metadata(self, name: str) -> dict[str, str] | None:
         """The object's metadata, or None when it does not exist."""

@@ -45,6 +45,7 @@ def test_cors_headers_on_errors_too(client: Any) -> None:
     response = client.get("/me", headers={"Origin": ALLOWED_ORIGIN})
     assert response.status_code == 401
     assert response.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+    assert response.headers["Access-Control-Expose-Headers"] == "Retry-After"
 
 
 def test_wrong_method_is_405_with_allow(client: Any) -> None:

@@ -368,3 +368,33 @@ def test_an_object_gone_before_it_is_read_ends_failed_not_processing(
     state = material_state(sessions, material_id)
     assert state["ingest_status"] == "failed"
     assert "no longer exists" in state["ingest_error"]
+
+
+def test_the_chunk_set_is_written_in_one_insert_statement(
+    apps: dict[str, Any],
+    user_token: Callable[..., Any],
+    refs: dict[str, Any],
+    bucket: Any,
+    sessions: sessionmaker[Session],
+) -> None:
+    from sqlalchemy import event
+
+    from shared.config import load_settings
+    from shared.db.engine import get_engine
+
+    pages = [f"Page {n}: the Golgi apparatus packages proteins." for n in range(1, 8)]
+    material_id, name = approved_material(apps, user_token, sessions, refs, pages)
+    inserts: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO MATERIAL_CHUNKS"):
+            inserts.append(statement)
+
+    engine = get_engine(load_settings())
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert deliver(apps, pubsub_event(resource_of(bucket, name))) == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(chunks_of(sessions, material_id)) == 7
+    assert len(inserts) == 1

@@ -148,7 +148,7 @@ def test_a_course_with_one_percent_of_chunks_still_fills_the_page(
                     "page_number": 1,
                 }
             )
-        session.execute(insert(MaterialChunk), rows)
+        session.execute(insert(MaterialChunk).returning(MaterialChunk.id), rows)
     results = ask(
         client, headers, query="a question sharing no words", course_id=str(small.id), limit=10
     ).json["results"]

@@ -103,6 +103,9 @@ def _apply(call: Call, body: ActionBody, request_id: uuid.UUID) -> tuple[dict[st
     except IntegrityError:
         # A concurrent change won a unique key (the same file made live again,
         # a name taken in the course folder): nothing was changed; reload and retry.
+        log.warning(
+            "moderation step conflicted", extra={"request_id": str(request_id)}, exc_info=True
+        )
         result = {"request_id": request_id, "ok": False, "status": None}
         message = "a concurrent change conflicts with this one; reload and try again"
         return {**result, "error": "conflict", "message": message}, ""
