@@ -30,6 +30,7 @@ from shared.local.postgres import create_database, start_postgres
 from shared.migrate import upgrade
 from shared.storage import reset_client
 from tests.factories import make_user
+from tests.faults import FaultProxy
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "lectern-test"
@@ -142,6 +143,15 @@ def storage_emulator() -> Iterator[str]:
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(storage_emulator: str) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the emulator; a module opts in by
+    overriding ``storage_host`` with ``proxy.url``."""
+    proxy = FaultProxy(storage_emulator)
+    yield proxy
+    proxy.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jwt
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import User
 from shared.local.issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer
+from tests.parallel import run_together
 
 
 @pytest.fixture(scope="module")
@@ -161,20 +162,10 @@ def test_parallel_first_requests_create_one_user(
     client: Any, issuer: LocalIssuer, sessions: sessionmaker[Session]
 ) -> None:
     token = issuer.token(subject="auth0|racer", email="racer@example.edu")
-    statuses: list[int] = []
-    barrier = threading.Barrier(6)
-
-    def call(own_client: Any) -> None:
-        barrier.wait()
-        statuses.append(_me(own_client, token).status_code)
-
-    threads = [
-        threading.Thread(target=call, args=(client.application.test_client(),)) for _ in range(6)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    clients = [client.application.test_client() for _ in range(6)]
+    statuses = run_together(
+        [partial(lambda own: _me(own, token).status_code, own) for own in clients]
+    )
     assert statuses == [200] * 6
     with sessions.begin() as session:
         count = session.scalar(select(func.count()).where(User.auth0_id == "auth0|racer"))

@@ -3,8 +3,8 @@ even with file XP configured to 0 (so no ledger row serialises the two)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from shared import clock
 from shared.db.models import PointsTransaction
 from tests.clocks import FakeClock
 from tests.factories import make_course, make_material
+from tests.parallel import run_together
 
 
 @pytest.fixture(scope="module")
@@ -48,23 +49,14 @@ def test_parallel_last_completions_award_the_course_once(
         for f in files
     ]
     fake_clock.advance(30)
-    bodies: list[dict[str, Any]] = []
-    barrier = threading.Barrier(2)
 
-    def beat(own: Any, session_id: str) -> None:
-        barrier.wait()
+    def beat(own: Any, session_id: str) -> dict[str, Any]:
         response = own.post(
             f"/sessions/{session_id}/beat", json={"active_seconds": 30}, headers=headers
         )
-        bodies.append(response.json)
+        return dict(response.json)
 
-    threads = [
-        threading.Thread(target=beat, args=(client.application.test_client(), s)) for s in ids
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    bodies = run_together([partial(beat, client.application.test_client(), s) for s in ids])
     assert "completed" in {b["course"]["status"] for b in bodies}
     assert sum(b["celebration"] is not None for b in bodies) == 1
     with sessions.begin() as session:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from shared import clock
 from shared.db.models import Course, FileViewingSession, PointsTransaction, User
 from tests.clocks import FakeClock
 from tests.factories import make_course, make_material
+from tests.parallel import run_together
 
 
 @pytest.fixture
@@ -171,23 +172,12 @@ def test_twenty_parallel_beats_credit_consistently_and_award_once(
     _, (file_id, _other) = new_course(sessions, [1, 1])
     viewing = start(client, headers, file_id)
     fake_clock.advance(600)
-    credited: list[int] = []
-    awards: list[list[dict[str, Any]]] = []
-    barrier = threading.Barrier(20)
-
-    def send(own: Any) -> None:
-        barrier.wait()
-        body = beat(own, headers, viewing["id"], 30).json
-        credited.append(body["credited_seconds"])
-        awards.append(body["awarded"])
-
-    threads = [
-        threading.Thread(target=send, args=(client.application.test_client(),)) for _ in range(20)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    clients = [client.application.test_client() for _ in range(20)]
+    bodies = run_together(
+        [partial(lambda own: beat(own, headers, viewing["id"], 30).json, own) for own in clients]
+    )
+    credited = [body["credited_seconds"] for body in bodies]
+    awards = [body["awarded"] for body in bodies]
     with sessions.begin() as session:
         row = session.get(FileViewingSession, uuid.UUID(viewing["id"]))
         assert row is not None

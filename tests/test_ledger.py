@@ -3,7 +3,6 @@ users.total_points always equals the sum of the user's ledger rows."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import pytest
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import AuditLog, PointsTransaction, User
 from tests.factories import make_user
+from tests.parallel import run_together
 
 
 def _award(session: Session, user_id: uuid.UUID, amount: int, source_id: str) -> bool:
@@ -95,24 +95,15 @@ def test_parallel_awards_and_retries_keep_total_equal_to_ledger(
         user_id = make_user(session).id
     # 8 threads each try the same 20 idempotency keys: every key lands once.
     keys = [f"test:parallel:{user_id}:{n}" for n in range(20)]
-    written: list[bool] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(8)
 
-    def worker() -> None:
-        barrier.wait()
+    def worker() -> list[bool]:
+        landed = []
         for key in keys:
             with sessions.begin() as session:
-                landed = _award(session, user_id, 3, key)
-            with lock:
-                written.append(landed)
+                landed.append(_award(session, user_id, 3, key))
+        return landed
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    written = [landed for batch in run_together([worker] * 8) for landed in batch]
     assert written.count(True) == len(keys)
     with sessions.begin() as session:
         user = session.get(User, user_id)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import io
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -22,18 +22,13 @@ from shared.db.models import (
 )
 from tests.factories import make_course, make_lecturer, make_material_type, make_user
 from tests.faults import FaultProxy
+from tests.parallel import run_together
 from tests.pdfs import make_pdf
 
 
 @pytest.fixture(scope="module")
-def proxy(storage_emulator: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(storage_emulator)
-    yield proxy
-    proxy.close()
-
-
-@pytest.fixture(scope="module")
 def storage_host(proxy: FaultProxy) -> str:
+    """Storage through the fault proxy, so tests can make it fail mid-way."""
     return proxy.url
 
 
@@ -327,21 +322,12 @@ def test_ten_parallel_approvals_give_one_success_and_one_award(
 ) -> None:
     _, student = user_token()
     request_id = upload(submit, student, refs, course_id)
-    outcomes: list[bool] = []
-    barrier = threading.Barrier(10)
 
-    def approve(client: Any) -> None:
-        barrier.wait()
-        outcomes.append(act(client, admin, "approve", request_id).json["results"][0]["ok"])
+    def approve(client: Any) -> bool:
+        return bool(act(client, admin, "approve", request_id).json["results"][0]["ok"])
 
-    threads = [
-        threading.Thread(target=approve, args=(moderate.application.test_client(),))
-        for _ in range(10)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    clients = [moderate.application.test_client() for _ in range(10)]
+    outcomes = run_together([partial(approve, client) for client in clients])
     assert sorted(outcomes) == [False] * 9 + [True]
     with sessions.begin() as session:
         awards = session.scalar(
@@ -363,23 +349,18 @@ def test_twenty_parallel_approve_and_undo_calls_keep_xp_consistent(
 ) -> None:
     _, student = user_token()
     request_id = upload(submit, student, refs, course_id)
-    barrier = threading.Barrier(20)
 
     def flip(client: Any, action: str) -> None:
-        barrier.wait()
         act(client, admin, action, request_id)
 
-    threads = [
-        threading.Thread(
-            target=flip,
-            args=(moderate.application.test_client(), "approve" if n % 2 else "undo_approve"),
-        )
-        for n in range(20)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(
+        [
+            partial(
+                flip, moderate.application.test_client(), "approve" if n % 2 else "undo_approve"
+            )
+            for n in range(20)
+        ]
+    )
     final = state(sessions, request_id)
     assert final["points"] == final["ledger"]
     assert final["points"] == (50 if final["status"] == "approved" else 0)

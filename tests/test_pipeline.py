@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -16,20 +17,15 @@ from shared.storage import META_REQUEST_ID
 from tests.events import deliver, pubsub_event, resource_of, storage_event
 from tests.factories import make_course, make_lecturer, make_material, make_material_type
 from tests.faults import FaultProxy
+from tests.parallel import run_together
 from tests.pdfs import make_encrypted_pdf, make_pdf
 
 MAX_ATTEMPTS = 3
 
 
 @pytest.fixture(scope="module")
-def proxy(storage_emulator: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(storage_emulator)
-    yield proxy
-    proxy.close()
-
-
-@pytest.fixture(scope="module")
 def storage_host(proxy: FaultProxy) -> str:
+    """Storage through the fault proxy, so tests can make it fail mid-way."""
     return proxy.url
 
 
@@ -325,25 +321,11 @@ def test_parallel_duplicate_deliveries_leave_one_chunk_set(
     bucket: Any,
     sessions: sessionmaker[Session],
 ) -> None:
-    import threading
-
     pages = [f"Page {n} about lysosomes and vesicles." for n in range(1, 6)]
     material_id, name = approved_material(apps, user_token, sessions, refs, pages)
     event = pubsub_event(resource_of(bucket, name))
-    statuses: list[int] = []
-    barrier = threading.Barrier(4)
-    ingest = apps["ingest"].application
-
-    def send() -> None:
-        own = {"ingest": ingest.test_client()}
-        barrier.wait()
-        statuses.append(deliver(own, event))
-
-    threads = [threading.Thread(target=send) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    clients = [{"ingest": apps["ingest"].application.test_client()} for _ in range(4)]
+    statuses = run_together([partial(deliver, own, event) for own in clients])
     assert statuses == [200] * 4
     chunks = chunks_of(sessions, material_id)
     assert [c.page_number for c in chunks] == [1, 2, 3, 4, 5]

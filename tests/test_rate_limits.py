@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import clock
 from tests.clocks import FakeClock
 from tests.factories import make_course, make_lecturer, make_material_type
+from tests.parallel import run_together
 from tests.pdfs import make_pdf
 
 
@@ -67,11 +68,8 @@ def test_parallel_uploads_cannot_slip_past_the_limit(
         type_id = make_material_type(session).id
         lecturer_id = make_lecturer(session).id
     _, headers = user_token()
-    statuses: list[int] = []
-    barrier = threading.Barrier(5)
 
-    def upload(client: Any) -> None:
-        barrier.wait()
+    def upload(client: Any) -> int:
         response = client.post(
             "/",
             data={
@@ -85,13 +83,8 @@ def test_parallel_uploads_cannot_slip_past_the_limit(
             },
             headers=headers,
         )
-        statuses.append(response.status_code)
+        return int(response.status_code)
 
-    threads = [
-        threading.Thread(target=upload, args=(submit.application.test_client(),)) for _ in range(5)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    clients = [submit.application.test_client() for _ in range(5)]
+    statuses = run_together([partial(upload, client) for client in clients])
     assert sorted(statuses) == [201, 201, 429, 429, 429]

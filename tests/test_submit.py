@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import io
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -17,18 +17,13 @@ from shared.db.models import FileRequest, Lecturer
 from shared.storage import META_REQUEST_ID, META_SHA256, META_UPLOADER_ID
 from tests.factories import make_course, make_lecturer, make_material_type
 from tests.faults import FaultProxy
+from tests.parallel import run_together
 from tests.pdfs import make_encrypted_pdf, make_pdf
 
 
 @pytest.fixture(scope="module")
-def proxy(storage_emulator: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(storage_emulator)
-    yield proxy
-    proxy.close()
-
-
-@pytest.fixture(scope="module")
 def storage_host(proxy: FaultProxy) -> str:
+    """Storage through the fault proxy, so tests can make it fail mid-way."""
     return proxy.url
 
 
@@ -274,20 +269,12 @@ def test_parallel_duplicate_uploads_store_one(
 ) -> None:
     user_id, headers = user_token()
     data = make_pdf(["raced upload"])
-    statuses: list[int] = []
-    barrier = threading.Barrier(5)
 
-    def upload(own: Any) -> None:
-        barrier.wait()
-        statuses.append(own.post("/", data=form(refs, data), headers=headers).status_code)
+    def upload(own: Any) -> int:
+        return int(own.post("/", data=form(refs, data), headers=headers).status_code)
 
-    threads = [
-        threading.Thread(target=upload, args=(client.application.test_client(),)) for _ in range(5)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    clients = [client.application.test_client() for _ in range(5)]
+    statuses = run_together([partial(upload, own) for own in clients])
     assert sorted(statuses) == [201, 409, 409, 409, 409]
     assert _count_requests(sessions, user_id) == 1
     assert len(_objects(bucket, user_id)) == 1
