@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from typing import Annotated, Any, Literal
 
 import flask
@@ -117,7 +117,7 @@ def create_task(call: Call) -> flask.Response:
     _check_fits_the_day(body.start_hour, body.duration, "duration")
     with transaction(call.settings) as session:
         user = call.user(session)
-        now = datetime.now(UTC)
+        now = clock.now()
         task = UserTask(
             user_id=user.id,
             title=body.title,
@@ -148,7 +148,7 @@ def update_task(call: Call) -> flask.Response:
         )
         for name, value in changes.items():
             setattr(task, name, value)
-        task.updated_at = datetime.now(UTC)
+        task.updated_at = clock.now()
         session.flush()
         return json_response({"task": data.task_to_json(task)})
 
