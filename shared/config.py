@@ -49,9 +49,20 @@ class Settings(BaseSettings):
     # connection limit is shared by every instance of every function.
     DB_POOL_SIZE: int = Field(default=2, ge=1, le=20)
     DB_MAX_OVERFLOW: int = Field(default=2, ge=0, le=20)
+    # Bounds that keep every request inside its function's timeout (60 s for
+    # the HTTP functions in infra/): a frozen or unreachable database costs a
+    # request at most about connect + statement + pool wait, never a hang.
+    DB_CONNECT_TIMEOUT_S: float = Field(default=5, gt=0, le=60)
+    DB_SOCKET_TIMEOUT_S: float = Field(default=15, gt=0, le=600)
+    DB_STATEMENT_TIMEOUT_MS: int = Field(default=10_000, ge=100, le=600_000)
+    DB_LOCK_TIMEOUT_MS: int = Field(default=5_000, ge=10, le=600_000)
+    DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: int = Field(default=20_000, ge=100, le=600_000)
+    DB_POOL_TIMEOUT_S: float = Field(default=5, gt=0, le=60)
 
     GCS_BUCKET: str | None = None
     STORAGE_EMULATOR_HOST: str | None = None
+    # Per attempt and the whole retry deadline of one storage operation.
+    STORAGE_TIMEOUT_S: float = Field(default=10, gt=0, le=300)
 
     EMBEDDINGS_PROVIDER: Literal["gemini", "local"] = "local"
     GEMINI_API_KEY: str | None = None
@@ -68,6 +79,8 @@ class Settings(BaseSettings):
     AUTH_ISSUER: str | None = None
     AUTH_AUDIENCE: str | None = None
     AUTH_JWKS_URL: str | None = None
+    # A first-sight token must carry email_verified: true (the JSON boolean).
+    AUTH_REQUIRE_EMAIL_VERIFIED: bool = True
 
     CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     MAX_UPLOAD_MB: int = Field(default=25, ge=1, le=1024)
