@@ -86,8 +86,14 @@ class Embedder(Protocol):
 class EmbeddingUnavailable(ServiceUnavailable):
     """The embedding provider cannot answer now; the same call may succeed later."""
 
-    def __init__(self, message: str, *, upstream_status: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, detail: str, *, upstream_status: int | None = None) -> None:
+        # The caller sees a fixed sentence: the upstream's own text (which can
+        # echo the request, or name a key or project) goes only to the log.
+        super().__init__(
+            "the embedding service is unavailable; try again shortly",
+            code="embeddings_unavailable",
+            detail=detail,
+        )
         self.upstream_status = upstream_status
 
 

@@ -56,17 +56,22 @@ class LecternError(Exception):
         code: str | None = None,
         fields: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.fields = fields
         self.headers = headers or {}
+        # For the log only, never the response: what went wrong upstream.
+        self.detail = detail
 
-    def to_body(self) -> dict[str, object]:
+    def to_body(self, request_id: str | None = None) -> dict[str, object]:
         error: dict[str, object] = {"code": self.code, "message": self.message}
         if self.fields is not None:
             error["fields"] = self.fields
+        if request_id is not None:
+            error["request_id"] = request_id
         return {"error": error}
 
 
@@ -125,7 +130,22 @@ class RateLimited(LecternError):
 
 
 class ServiceUnavailable(LecternError):
-    """A dependency (the JWKS endpoint, the database) cannot be reached; retry later."""
+    """A dependency (the JWKS endpoint, the database) cannot be reached; retry later.
+
+    Always carries ``Retry-After``: the client is told when, not just that.
+    """
 
     status = 503
     default_code = "service_unavailable"
+    retry_after_seconds: ClassVar[int] = 5
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        detail: str | None = None,
+    ) -> None:
+        headers = {"Retry-After": str(self.retry_after_seconds), **(headers or {})}
+        super().__init__(message, code=code, headers=headers, detail=detail)

@@ -3,9 +3,10 @@
 A function builds one ``Router``, declares its routes on it, and hands each
 request to it. The router owns the contract's conventions, so no handler
 repeats them: CORS and preflight, 404/405, body size, JSON parsing, pydantic
-validation mapped to 422 with the field named, and the one place where the
-error tree becomes HTTP status and JSON. Anything unexpected is logged with
-its traceback and answered with a bare 500.
+validation mapped to 422 with the field named, request ids and security
+headers, and the one place where the error tree becomes HTTP status and JSON.
+A database outage or timeout is a 503 with ``Retry-After``; anything else
+unexpected is logged with its traceback and answered with a bare 500.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,9 +32,12 @@ from shared.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnsupportedMediaType,
     ValidationFailed,
 )
+from shared.fields import checked_values
+from shared.log import request_id as current_request_id
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -51,6 +56,10 @@ Handler = Callable[["Call"], flask.Response]
 # JSON bodies are small; uploads are multipart and set their own cap.
 MAX_JSON_BYTES = 1024 * 1024
 _PARAM = re.compile(r"\{(\w+)\}")
+# A caller's X-Request-Id is echoed only if it is this tame (it reaches logs and bodies).
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/=+-]{1,128}$")
+# Marks a request whose body was refused unread (see ``Router.__call__``).
+_REFUSED_BODY = "lectern.refused_body"
 
 
 def iso(moment: datetime) -> str:
@@ -92,11 +101,51 @@ def _field_errors(error: ValidationError) -> dict[str, str]:
 
 
 def validate(model: type[Model], data: object) -> Model:
-    """Validate ``data`` against ``model``; a failure is a 422 naming each field."""
+    """Validate ``data`` against ``model``; a failure is a 422 naming each field.
+
+    Every body, form and query passes here, so this is where values no field
+    may hold (NUL, lone surrogates, unsafe integers, deep nesting) are refused.
+    """
+    unusable = checked_values(data)
+    if unusable:
+        raise ValidationFailed(unusable)
     try:
         return model.model_validate(data)
     except ValidationError as error:
         raise ValidationFailed(_field_errors(error)) from None
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_body(request: flask.Request, cap: int) -> bytes:
+    """The whole body, at most ``cap`` bytes, with or without a Content-Length.
+
+    Reads ``cap + 1`` at most, so an oversized body (chunked included) is
+    refused after ``cap`` bytes, never cut to ``cap`` and processed, and never
+    held whole in memory.
+    """
+    if (request.content_length or 0) > cap:
+        refuse_body(request)
+        raise PayloadTooLarge("the body is too large")
+    # Werkzeug applies this to chunked bodies too (the server terminates them).
+    request.max_content_length = cap + 1
+    try:
+        data = request.stream.read(cap + 1)
+    except RequestEntityTooLarge:
+        data = b"\0" * (cap + 1)
+    if len(data) > cap:
+        refuse_body(request)
+        raise PayloadTooLarge("the body is too large")
+    # Cached, so functions-framework's after-request read finds it done.
+    request._cached_data = data
+    return data
+
+
+def refuse_body(request: flask.Request) -> None:
+    """Answer without reading the rest of this request's body (see ``Router.__call__``)."""
+    request.environ[_REFUSED_BODY] = True
 
 
 @dataclass
@@ -147,13 +196,12 @@ class Call:
         mimetype = self.request.mimetype
         if mimetype != "application/json" and not mimetype.endswith("+json"):
             raise UnsupportedMediaType("send the body as application/json")
+        raw = read_body(self.request, MAX_JSON_BYTES)
         try:
-            raw = self.request.get_data(cache=True)
-        except RequestEntityTooLarge:
-            raise PayloadTooLarge("the body is too large") from None
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            # NaN and Infinity are not JSON; a RecursionError is a hostile nesting
+            # depth; a ValueError is also an integer of more than 4300 digits.
+            data = json.loads(raw, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
             raise BadRequest("the body is not valid JSON", code="malformed_json") from None
         if not isinstance(data, dict):
             raise BadRequest("the body must be a JSON object", code="malformed_json")
@@ -204,9 +252,26 @@ class Router:
         return self.route("DELETE", path)
 
     def __call__(self, request: flask.Request) -> flask.Response:
-        cors = self._cors_headers(request)
-        response = self._dispatch(request)
-        response.headers.extend(cors)
+        given = request.headers.get("X-Request-Id", "")
+        request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(16)
+        token = current_request_id.set(request_id)
+        try:
+            response = self._dispatch(request, request_id)
+        finally:
+            current_request_id.reset(token)
+        response.headers.extend(self._cors_headers(request))
+        response.headers["X-Request-Id"] = request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        # Every route answers per user (and errors are never worth caching).
+        response.headers["Cache-Control"] = "no-store"
+        if request.environ.get(_REFUSED_BODY):
+            # functions-framework reads the whole request body after every
+            # non-streamed response; a streamed one skips that, so a refused
+            # body is never read into memory, and the connection is closed
+            # instead of draining it.
+            payload = response.get_data()
+            response.response = iter([payload])
+            response.headers["Connection"] = "close"
         return response
 
     def _cors_headers(self, request: flask.Request) -> dict[str, str]:
@@ -215,14 +280,14 @@ class Router:
         if not origin or not allowed:
             return {}
         # Retry-After (on 429 and 503) must be readable by the browser app.
-        expose = {"Access-Control-Expose-Headers": "Retry-After"}
+        expose = {"Access-Control-Expose-Headers": "Retry-After, X-Request-Id"}
         if "*" in allowed:
             return {"Access-Control-Allow-Origin": "*", **expose}
         if origin.rstrip("/") in allowed:
             return {"Access-Control-Allow-Origin": origin, "Vary": "Origin", **expose}
         return {}
 
-    def _dispatch(self, request: flask.Request) -> flask.Response:
+    def _dispatch(self, request: flask.Request, request_id: str) -> flask.Response:
         path = request.path or "/"
         matches = [(r, m) for r in self._routes if (m := r.pattern.match(path))]
         allowed = sorted({route.method for route, _ in matches})
@@ -239,19 +304,46 @@ class Router:
                 )
             if request.mimetype != "multipart/form-data":
                 if (request.content_length or 0) > MAX_JSON_BYTES:
+                    refuse_body(request)
                     raise PayloadTooLarge("the body is too large")
                 # A chunked body has no length to check: Werkzeug stops reading here.
-                request.max_content_length = MAX_JSON_BYTES
+                request.max_content_length = MAX_JSON_BYTES + 1
             route, match = chosen
             # Every route needs a signed-in user: the token is checked before
             # the body is read, so an anonymous caller learns nothing but 401.
             claims = self._verify(request)
             return route.handler(Call(request, match.groupdict(), self, claims))
         except LecternError as error:
-            return self._error_response(request, error)
-        except Exception:
+            return self._error_response(request, error, request_id)
+        except RequestEntityTooLarge:
+            # A handler read past max_content_length (a chunked body).
+            refuse_body(request)
+            return self._error_response(
+                request, PayloadTooLarge("the body is too large"), request_id
+            )
+        except Exception as error:
+            from shared.db.outage import is_unavailable
+
+            if is_unavailable(error):
+                # The type only: a driver's message can carry SQL and user data.
+                log.error(
+                    "database unavailable: %s",
+                    type(error).__name__,
+                    extra={"method": request.method, "path": path},
+                )
+                unavailable = ServiceUnavailable(
+                    "the database is unavailable; try again shortly",
+                    code="database_unavailable",
+                )
+                return self._error_response(request, unavailable, request_id)
             log.exception("unhandled error", extra={"method": request.method, "path": path})
-            body = {"error": {"code": "internal_error", "message": "internal error"}}
+            body = {
+                "error": {
+                    "code": "internal_error",
+                    "message": "internal error",
+                    "request_id": request_id,
+                }
+            }
             return json_response(body, 500)
 
     def _verify(self, request: flask.Request) -> dict[str, Any]:
@@ -271,10 +363,16 @@ class Router:
             response.headers["Access-Control-Max-Age"] = "3600"
         return response
 
-    def _error_response(self, request: flask.Request, error: LecternError) -> flask.Response:
+    def _error_response(
+        self, request: flask.Request, error: LecternError, request_id: str
+    ) -> flask.Response:
         if error.status >= 500:
-            log.error("dependency failure: %s", error.message, extra={"path": request.path})
-        response = json_response(error.to_body(), error.status)
+            log.error(
+                "dependency failure: %s",
+                error.detail or error.message,
+                extra={"path": request.path},
+            )
+        response = json_response(error.to_body(request_id), error.status)
         response.headers.extend(error.headers)
         return response
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 from datetime import UTC, datetime
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "configure_logging", "request_id"]
+
+# The request being served on this thread (set by the HTTP router), so every
+# log line of a request carries the id its caller sees in X-Request-Id.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "lectern_request_id", default=None
+)
 
 # Attributes every LogRecord has; anything else was passed with ``extra=``.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -21,6 +28,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
         }
+        current = request_id.get()
+        if current is not None:
+            entry["request_id"] = current
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

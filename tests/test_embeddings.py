@@ -364,8 +364,10 @@ def test_a_bad_key_is_a_configuration_error_raised_at_once(
 
 def test_a_timeout_becomes_embedding_unavailable(gemini: Settings, stub: GeminiStub) -> None:
     stub.delay_seconds = 2.0
-    with pytest.raises(EmbeddingUnavailable, match="Timeout"):
+    with pytest.raises(EmbeddingUnavailable) as caught:
         fast(gemini, attempts=1, timeout_seconds=0.2).embed_query("slow")
+    assert "Timeout" in str(caught.value.detail)
+    assert "Timeout" not in caught.value.message  # callers get a fixed sentence
 
 
 def test_an_unreachable_endpoint_becomes_embedding_unavailable(gemini: Settings) -> None:
@@ -373,8 +375,10 @@ def test_an_unreachable_endpoint_becomes_embedding_unavailable(gemini: Settings)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     settings = gemini.model_copy(update={"GEMINI_BASE_URL": f"http://127.0.0.1:{port}"})
-    with pytest.raises(EmbeddingUnavailable, match="cannot be reached"):
+    with pytest.raises(EmbeddingUnavailable) as caught:
         fast(settings, attempts=2).embed_query("anyone there?")
+    assert "cannot be reached" in str(caught.value.detail)
+    assert caught.value.message == "the embedding service is unavailable; try again shortly"
 
 
 def test_vectors_of_the_wrong_size_are_refused(gemini: Settings, stub: GeminiStub) -> None:

@@ -45,7 +45,7 @@ def test_cors_headers_on_errors_too(client: Any) -> None:
     response = client.get("/me", headers={"Origin": ALLOWED_ORIGIN})
     assert response.status_code == 401
     assert response.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
-    assert response.headers["Access-Control-Expose-Headers"] == "Retry-After"
+    assert response.headers["Access-Control-Expose-Headers"] == "Retry-After, X-Request-Id"
 
 
 def test_wrong_method_is_405_with_allow(client: Any) -> None:
@@ -58,8 +58,13 @@ def test_wrong_method_is_405_with_allow(client: Any) -> None:
 def test_unknown_route_is_404_in_the_contract_format(client: Any) -> None:
     response = client.get("/nothing/here")
     assert response.status_code == 404
+    request_id = response.headers["X-Request-Id"]
     assert response.json == {
-        "error": {"code": "not_found", "message": "no route for /nothing/here"}
+        "error": {
+            "code": "not_found",
+            "message": "no route for /nothing/here",
+            "request_id": request_id,
+        }
     }
 
 
@@ -102,8 +107,12 @@ def test_a_broken_database_is_a_500_that_leaks_nothing(
     finally:
         monkeypatch.setenv("DATABASE_URL", function_env["DATABASE_URL"])
         dispose_engine()
+    # A database that does not exist is a configuration bug, not an outage.
     assert response.status_code == 500
-    assert response.json == {"error": {"code": "internal_error", "message": "internal error"}}
+    request_id = response.headers["X-Request-Id"]
+    assert response.json == {
+        "error": {"code": "internal_error", "message": "internal error", "request_id": request_id}
+    }
 
 
 def test_failed_validation_leaves_the_row_as_it_was(
