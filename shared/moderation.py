@@ -1,62 +1,89 @@
-"""Moderation: the four transitions of a file request, and the audit log.
+"""Moderation: the transitions of a file request, and the audit log.
 
-Each transition runs in the caller's transaction with the request row locked
-(SELECT ... FOR UPDATE), so two admins acting on one request at once are
-serialised and the second sees the state the first left.
+No transaction and no row lock is held while the bucket is called: a frozen
+bucket must not hold a pooled connection, the request's row lock and the
+uploader's ``users`` row for as long as it stays frozen. So one transition is
+three short steps around one storage call:
 
-Storage and database steps are ordered so a crash between any two leaves a
-state the next action repairs:
+1. ``plan`` (transaction 1): lock the request, check the transition, choose
+   the destination name and record an ``ObjectIntent`` for it (approvals
+   into one folder take turns, under an advisory lock, and never choose a
+   name that a material or an intent holds), commit;
+2. copy the object to the destination (no transaction);
+3. ``commit`` (transaction 2): lock the request again, check that nothing
+   moved it meanwhile (status and object as planned), apply the change (the
+   material, the ledger, the course activity), point the row at the copy,
+   drop the destination's intent and record one for the old object, commit;
+4. ``delete_unreferenced`` (after 2 failed, or after 3): delete the copy, or
+   the old object, by its generation, unless a row or another intent refers
+   to that name, then drop the intent.
 
-1. change and flush the rows (constraint violations surface before the
-   bucket is touched);
-2. copy the object to its new name (still inside the transaction);
-3. commit (the caller);
-4. delete the old object (the caller, after commit, through ``delete_stale``
-   in a new short transaction): under the request's row lock and the folder's
-   lock, and only if no row refers to that name any more. Another action may
-   have moved the request (or another request) back onto that name in the
-   meantime; the object there is then a live file and stays. The deletion is
-   also conditioned on the copied generation, which GCS enforces.
-
-A failure before 3 rolls the rows back; a crash after 2 leaves an extra copy
-that the retried action overwrites; a crash after 3 leaves a stale old copy
-that nothing refers to. At no point does
-a committed row point at an object that does not exist.
+A crash between any two steps leaves an intent naming an object no row
+refers to, which ``shared.sweep`` deletes later; at no point does a committed
+row point at an object that does not exist (except a rejected file past its
+retention, which ``undo_reject`` reports as ``object_missing``).
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, text, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import ledger
-from shared.db.models import AuditLog, Course, FileRequest, Material, PointsTransaction, User
+from shared.db.engine import transaction
+from shared.db.models import (
+    AuditLog,
+    Course,
+    FileRequest,
+    Material,
+    ObjectIntent,
+    PointsTransaction,
+    User,
+)
+from shared.db.outage import is_unavailable, sqlstate
 from shared.pagination import after_key, split_page
 from shared.progress import refresh_course_activity
-from shared.storage import course_object, numbered, pending_object, rejected_object, safe_filename
-from shared.submissions import find_live_duplicate, request_to_json
+from shared.storage import (
+    StorageUnavailable,
+    course_object,
+    get_bucket,
+    numbered,
+    pending_object,
+    rejected_object,
+    safe_filename,
+)
+from shared.submissions import drop_intent, find_live_duplicate, request_to_json
 
 if TYPE_CHECKING:
     from shared.config import Settings
-    from shared.storage import Bucket
 
 __all__ = [
     "ACTIONS",
     "ItemError",
     "Outcome",
+    "Plan",
+    "apply_action",
     "audit_to_json",
-    "delete_stale",
+    "commit",
+    "delete_unreferenced",
+    "failure",
     "get_request",
     "list_audit",
     "list_requests",
+    "may_delete",
+    "plan",
     "record_audit",
-    "transition",
 ]
+
+log = logging.getLogger("lectern.moderation")
+_UNIQUE_VIOLATION = "23505"
 
 # action -> (status it applies to, status it leaves)
 ACTIONS: dict[str, tuple[str, str]] = {
@@ -64,6 +91,9 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "reject": ("pending", "rejected"),
     "undo_approve": ("approved", "pending"),
     "undo_reject": ("rejected", "pending"),
+    # Unpublish for good (a complaint, or a published object that vanished):
+    # like undo_approve then reject, in one step that needs no object.
+    "take_down": ("approved", "rejected"),
 }
 
 
@@ -77,87 +107,44 @@ class ItemError(Exception):
         self.status = status
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What transaction 1 decided; transaction 2 applies it if nothing moved meanwhile."""
+
+    request_id: uuid.UUID
+    action: str
+    old_object: str
+    new_object: str
+    intent_id: uuid.UUID
+
+
 @dataclass
 class Outcome:
     request_id: uuid.UUID
     title: str
     status: str
-    # (name, generation) of objects to delete once the change is committed.
-    stale_objects: list[tuple[str, int]] = field(default_factory=list)
+    # The old object, now unreferenced: (intent id, name, generation).
+    stale: tuple[uuid.UUID, str, int | None] | None = None
+
+
+def _locked_request(session: Session, request_id: uuid.UUID) -> FileRequest | None:
+    return session.scalar(select(FileRequest).where(FileRequest.id == request_id).with_for_update())
+
+
+def _name_taken(session: Session, name: str) -> bool:
+    material = session.scalar(select(Material.id).where(Material.file_url == name))
+    intent = session.scalar(select(ObjectIntent.id).where(ObjectIntent.name == name).limit(1))
+    return material is not None or intent is not None
 
 
 def _free_course_name(session: Session, course: Course, filename: str) -> str:
-    """``<Course>/<filename>``, numbered when another material already has that name."""
+    """``<Course>/<filename>``, numbered when a material or a move in flight has that name."""
     number = 1
     while True:
         candidate = course_object(course.name, numbered(filename, number))
-        taken = session.scalar(select(Material.id).where(Material.file_url == candidate))
-        if taken is None:
+        if not _name_taken(session, candidate):
             return candidate
         number += 1
-
-
-def transition(
-    session: Session,
-    bucket: Bucket,
-    settings: Settings,
-    *,
-    request_id: uuid.UUID,
-    action: str,
-    reason: str | None,
-) -> Outcome:
-    request = session.scalar(
-        select(FileRequest).where(FileRequest.id == request_id).with_for_update()
-    )
-    if request is None:
-        raise ItemError("not_found", "no such request")
-    source_status, target_status = ACTIONS[action]
-    if request.status != source_status:
-        raise ItemError(
-            "invalid_transition",
-            f"cannot {action.replace('_', ' ')} a request that is {request.status}",
-            request.status,
-        )
-    filename = safe_filename(request.original_filename)
-    old_object = request.file_url
-    if action == "approve":
-        course = session.get(Course, request.course_id)
-        assert course is not None
-        # Approvals into one folder take turns choosing a free name; otherwise
-        # two files named alike could be copied onto the same object. Keyed by
-        # the folder, not the course: two courses may share a name.
-        _lock_folder(session, course_object(course.name, filename))
-        new_object = _free_course_name(session, course, filename)
-        _publish(session, settings, request, new_object)
-    elif action == "reject":
-        new_object = rejected_object(request.id, filename)
-        request.admin_note = reason
-    elif action == "undo_approve":
-        new_object = pending_object(request.id, filename)
-        _unpublish(session, request)
-    else:
-        duplicate = find_live_duplicate(session, course_id=request.course_id, sha256=request.sha256)
-        if duplicate is not None:
-            raise ItemError(
-                "duplicate_file",
-                f"the same file is live again in this course (request {duplicate.id})",
-                request.status,
-            )
-        new_object = pending_object(request.id, filename)
-        request.admin_note = None
-    request.status = target_status
-    request.file_url = new_object
-    request.updated_at = datetime.now(UTC)
-    # Constraint violations surface here, before the bucket is touched.
-    session.flush()
-    generation, old_generation = bucket.copy(old_object, new_object)
-    if action == "approve":
-        # The pipeline ingests this generation of the object, or a newer one.
-        material = session.get(Material, request.id)
-        assert material is not None
-        material.ingest_generation = generation
-        session.flush()
-    return Outcome(request.id, request.title, target_status, [(old_object, old_generation)])
 
 
 def _lock_folder(session: Session, object_name: str) -> None:
@@ -167,23 +154,238 @@ def _lock_folder(session: Session, object_name: str) -> None:
     )
 
 
-def delete_stale(
-    session: Session, bucket: Bucket, *, request_id: uuid.UUID, name: str, generation: int
-) -> bool:
-    """Delete an object a committed transition left behind, unless it is live again.
+def _check_state(request: FileRequest | None, action: str) -> FileRequest:
+    if request is None:
+        raise ItemError("not_found", "no such request")
+    source_status, _ = ACTIONS[action]
+    if request.status != source_status:
+        raise ItemError(
+            "invalid_transition",
+            f"cannot {action.replace('_', ' ')} a request that is {request.status}",
+            request.status,
+        )
+    return request
 
-    Holds the request's row lock and the folder's lock, which every transition
-    that writes this name also holds, so nothing can move onto the name
-    between the check and the deletion. True if it was deleted.
+
+def _raise_if_live_duplicate(session: Session, request: FileRequest) -> None:
+    duplicate = find_live_duplicate(session, course_id=request.course_id, sha256=request.sha256)
+    if duplicate is not None and duplicate.id != request.id:
+        # Admins see every request, so the other one is named.
+        raise ItemError(
+            "duplicate_file",
+            f"the same file is live again in this course (request {duplicate.id})",
+            request.status,
+        )
+
+
+def plan(session: Session, *, request_id: uuid.UUID, action: str) -> Plan:
+    """Transaction 1: check the transition and reserve its destination name."""
+    request = _check_state(_locked_request(session, request_id), action)
+    if action == "undo_reject":
+        _raise_if_live_duplicate(session, request)
+    filename = safe_filename(request.original_filename)
+    if action == "approve":
+        course = session.get(Course, request.course_id)
+        assert course is not None
+        # Keyed by the folder, not the course: two courses may share a name.
+        _lock_folder(session, course_object(course.name, filename))
+        new_object = _free_course_name(session, course, filename)
+    elif action in ("reject", "take_down"):
+        new_object = rejected_object(request.id, filename)
+    else:
+        new_object = pending_object(request.id, filename)
+    intent = ObjectIntent(id=uuid.uuid4(), name=new_object, request_id=request.id)
+    session.add(intent)
+    session.flush()
+    return Plan(request.id, action, request.file_url, new_object, intent.id)
+
+
+def commit(
+    session: Session,
+    settings: Settings,
+    planned: Plan,
+    *,
+    generation: int | None,
+    old_generation: int | None,
+    reason: str | None,
+) -> Outcome:
+    """Transaction 2: apply the planned transition if the request is still as planned.
+
+    ``generation`` is the copy's (None when ``take_down`` found no object).
     """
-    request = session.scalar(
-        select(FileRequest).where(FileRequest.id == request_id).with_for_update()
+    request = _check_state(_locked_request(session, planned.request_id), planned.action)
+    if request.file_url != planned.old_object:
+        raise ItemError(
+            "invalid_transition", "the request was moved meanwhile; reload", request.status
+        )
+    action = planned.action
+    _, target_status = ACTIONS[action]
+    if action == "approve":
+        _publish(session, settings, request, planned.new_object)
+    elif action == "reject":
+        request.admin_note = reason
+    elif action == "undo_approve":
+        _unpublish(session, request)
+    elif action == "take_down":
+        _unpublish(session, request)
+        request.admin_note = reason
+    else:
+        # A resubmission of the same bytes may have gone live since transaction 1.
+        _raise_if_live_duplicate(session, request)
+        request.admin_note = None
+    request.status = target_status
+    request.file_url = planned.new_object
+    request.updated_at = datetime.now(UTC)
+    # Constraint violations surface here and roll everything back.
+    session.flush()
+    if action == "approve":
+        # The pipeline ingests this generation of the object, or a newer one.
+        material = session.get(Material, request.id)
+        assert material is not None
+        material.ingest_generation = generation
+    drop_intent(session, planned.intent_id)
+    stale = ObjectIntent(
+        id=uuid.uuid4(),
+        name=planned.old_object,
+        generation=old_generation,
+        request_id=request.id,
     )
-    _lock_folder(session, name)
-    live = session.scalar(select(Material.id).where(Material.file_url == name))
-    if (request is not None and request.file_url == name) or live is not None:
+    session.add(stale)
+    session.flush()
+    return Outcome(
+        request.id, request.title, target_status, (stale.id, stale.name, stale.generation)
+    )
+
+
+def may_delete(session: Session, *, intent_id: uuid.UUID, name: str) -> bool:
+    """Whether the object an intent names may be deleted now (decided in one transaction).
+
+    Not when a request or material refers to the name, nor while another
+    intent holds it: whatever will refer to a name records its intent before
+    writing there, and writes a newer generation than the one being deleted.
+    A name found referenced loses this intent at once.
+    """
+    referenced = session.scalar(
+        select(FileRequest.id).where(FileRequest.file_url == name).limit(1)
+    ) or session.scalar(select(Material.id).where(Material.file_url == name).limit(1))
+    other = session.scalar(
+        select(ObjectIntent.id)
+        .where(ObjectIntent.name == name, ObjectIntent.id != intent_id)
+        .limit(1)
+    )
+    if referenced is not None:
+        drop_intent(session, intent_id)
         return False
-    return bucket.delete(name, generation=generation)
+    return other is None
+
+
+def current_state(session: Session, request_id: uuid.UUID) -> FileRequest | None:
+    return session.get(FileRequest, request_id)
+
+
+def apply_action(
+    settings: Settings, *, request_id: uuid.UUID, action: str, reason: str | None
+) -> tuple[dict[str, Any], str]:
+    """One item of a moderation call, as the steps above; its failure is its own result.
+
+    Owns its transactions, as the steps need (like ``shared.pipeline.ingest``).
+
+    Raises ``StorageUnavailable`` (after undoing what it began) so the caller
+    stops instead of waiting on the bucket once per remaining item.
+    """
+    bucket = get_bucket(settings)
+    try:
+        with transaction(settings) as session:
+            planned = plan(session, request_id=request_id, action=action)
+    except ItemError as error:
+        return failure(request_id, error), ""
+    try:
+        generation, old_generation = bucket.copy(planned.old_object, planned.new_object)
+    except FileNotFoundError:
+        if action != "take_down":
+            _forget(settings, planned.intent_id)
+            return failure(request_id, _missing(settings, planned)), ""
+        generation, old_generation = None, None
+    except Exception as error:
+        _forget(settings, planned.intent_id)
+        if isinstance(error, StorageUnavailable):
+            raise
+        log.exception("moderation copy failed", extra={"request_id": str(request_id)})
+        return failure(request_id, ItemError("internal_error", "try again")), ""
+    try:
+        with transaction(settings) as session:
+            outcome = commit(
+                session,
+                settings,
+                planned,
+                generation=generation,
+                old_generation=old_generation,
+                reason=reason,
+            )
+    except BaseException as error:
+        # The copy is nobody's: delete it, unless a concurrent action made it theirs.
+        if generation is not None:
+            delete_unreferenced(settings, planned.intent_id, planned.new_object, generation)
+        if isinstance(error, ItemError):
+            return failure(request_id, error), ""
+        if isinstance(error, IntegrityError):
+            # A concurrent change won a unique key (the same bytes live again in
+            # the course): nothing was changed.
+            log.warning("moderation step conflicted", extra={"request_id": str(request_id)})
+            conflict = ItemError(
+                "duplicate_file" if sqlstate(error) == _UNIQUE_VIOLATION else "conflict",
+                "the same file is live again in this course"
+                if sqlstate(error) == _UNIQUE_VIOLATION
+                else "a concurrent change conflicts with this one; reload and try again",
+            )
+            return failure(request_id, conflict), ""
+        if not isinstance(error, Exception) or is_unavailable(error):
+            raise
+        log.exception("moderation step failed", extra={"request_id": str(request_id)})
+        return failure(request_id, ItemError("internal_error", "try again")), ""
+    if outcome.stale is not None:
+        intent_id, name, stale_generation = outcome.stale
+        delete_unreferenced(settings, intent_id, name, stale_generation)
+    return {"request_id": request_id, "ok": True, "status": outcome.status}, outcome.title
+
+
+def failure(request_id: uuid.UUID, error: ItemError) -> dict[str, Any]:
+    result = {"request_id": request_id, "ok": False, "status": error.status}
+    return {**result, "error": error.code, "message": error.message}
+
+
+def _forget(settings: Settings, intent_id: uuid.UUID) -> None:
+    with transaction(settings) as session:
+        drop_intent(session, intent_id)
+
+
+def _missing(settings: Settings, planned: Plan) -> ItemError:
+    """The object to move is gone: moved by a concurrent action, or truly missing."""
+    with transaction(settings) as session:
+        request = current_state(session, planned.request_id)
+    if request is None:
+        return ItemError("not_found", "no such request")
+    if request.file_url != planned.old_object or request.status != ACTIONS[planned.action][0]:
+        return ItemError(
+            "invalid_transition", "the request was moved meanwhile; reload", request.status
+        )
+    hint = " (take_down unpublishes it)" if request.status == "approved" else ""
+    return ItemError("object_missing", f"the file is gone from storage{hint}", request.status)
+
+
+def delete_unreferenced(
+    settings: Settings, intent_id: uuid.UUID, name: str, generation: int | None
+) -> None:
+    """Delete an object nothing refers to; on any failure the sweep does it later."""
+    try:
+        with transaction(settings) as session:
+            if not may_delete(session, intent_id=intent_id, name=name):
+                return
+        get_bucket(settings).delete(name, generation=generation)
+        with transaction(settings) as session:
+            drop_intent(session, intent_id)
+    except Exception:
+        log.warning("left %s for the sweep", name, exc_info=True)
 
 
 def _publish(session: Session, settings: Settings, request: FileRequest, object_name: str) -> None:

@@ -19,9 +19,13 @@ import re
 import threading
 import unicodedata
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
+
+from shared.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -32,6 +36,7 @@ __all__ = [
     "META_SHA256",
     "META_UPLOADER_ID",
     "Bucket",
+    "StorageUnavailable",
     "course_object",
     "download_url",
     "get_bucket",
@@ -45,7 +50,6 @@ __all__ = [
 ]
 
 DOWNLOAD_URL_LIFETIME = timedelta(minutes=15)
-TIMEOUT_SECONDS = 30
 MAX_NAME_LENGTH = 120
 
 META_REQUEST_ID = "lectern-request-id"
@@ -134,11 +138,71 @@ def reset_client() -> None:
     _client = None
 
 
+class StorageUnavailable(ServiceUnavailable):
+    """The bucket did not answer within ``STORAGE_TIMEOUT_S``; nothing depends on it yet."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            "file storage is unavailable; try again shortly",
+            code="storage_unavailable",
+            detail=detail,
+        )
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    import requests
+    from google.api_core import exceptions as api
+    from google.auth.exceptions import TransportError
+
+    return (
+        api.ServiceUnavailable,
+        api.InternalServerError,
+        api.BadGateway,
+        api.GatewayTimeout,
+        api.TooManyRequests,
+        api.RetryError,
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        TransportError,
+        ConnectionError,
+        TimeoutError,
+    )
+
+
+Result = TypeVar("Result")
+
+
 class Bucket:
-    """The operations Lectern performs on the materials bucket."""
+    """The operations Lectern performs on the materials bucket.
+
+    Every call is bounded by ``STORAGE_TIMEOUT_S``: each HTTP attempt times out
+    after it and the client's retries (on 408, 429, 5xx and broken
+    connections, with backoff) stop once that much time has passed, so a
+    frozen or unreachable bucket costs a request at most about twice that
+    before it becomes ``StorageUnavailable`` (503). Callers hold no
+    transaction while they wait (see ``shared.moderation``).
+    """
 
     def __init__(self, settings: Settings) -> None:
+        from google.cloud.storage.retry import DEFAULT_RETRY  # type: ignore[import-untyped]
+
         self._bucket = _storage_client(settings).bucket(settings.GCS_BUCKET)
+        self._timeout = settings.STORAGE_TIMEOUT_S
+        # Uploads and deletes are retried too: their object names are fixed by
+        # the request id, so a repeated write writes the same thing.
+        self._retry = DEFAULT_RETRY.with_timeout(settings.STORAGE_TIMEOUT_S)
+
+    @contextmanager
+    def _bounded(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except _transient_errors() as error:
+            raise StorageUnavailable(f"{operation}: {type(error).__name__}: {error}") from error
+
+    def _call(self, operation: str, function: Callable[[], Result]) -> Result:
+        with self._bounded(operation):
+            return function()
 
     @property
     def name(self) -> str:
@@ -148,19 +212,27 @@ class Bucket:
         """Write a new object; returns its generation."""
         blob = self._bucket.blob(name)
         blob.metadata = metadata
-        blob.upload_from_string(data, content_type="application/pdf", timeout=TIMEOUT_SECONDS)
+        self._call(
+            "upload",
+            lambda: blob.upload_from_string(
+                data, content_type="application/pdf", timeout=self._timeout, retry=self._retry
+            ),
+        )
         return int(blob.generation)
 
     def copy(self, source: str, destination: str) -> tuple[int, int]:
         """Copy an object with its metadata; (the copy's generation, the source's)."""
-        blob = self._bucket.get_blob(source, timeout=TIMEOUT_SECONDS)
-        if blob is None:
-            raise FileNotFoundError(source)
-        copied = self._bucket.copy_blob(blob, self._bucket, destination, timeout=TIMEOUT_SECONDS)
-        if copied.metadata != blob.metadata:
-            # Some servers (the emulator) drop metadata on copy; GCS keeps it.
-            copied.metadata = blob.metadata
-            copied.patch(timeout=TIMEOUT_SECONDS)
+        with self._bounded("copy"):
+            blob = self._bucket.get_blob(source, timeout=self._timeout, retry=self._retry)
+            if blob is None:
+                raise FileNotFoundError(source)
+            copied = self._bucket.copy_blob(
+                blob, self._bucket, destination, timeout=self._timeout, retry=self._retry
+            )
+            if copied.metadata != blob.metadata:
+                # Some servers (the emulator) drop metadata on copy; GCS keeps it.
+                copied.metadata = blob.metadata
+                copied.patch(timeout=self._timeout, retry=self._retry)
         return int(copied.generation), int(blob.generation)
 
     def delete(self, name: str, *, generation: int | None = None) -> bool:
@@ -173,29 +245,52 @@ class Bucket:
         """
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
-        if generation is not None:
-            current = self._bucket.get_blob(name, timeout=TIMEOUT_SECONDS)
-            if current is None or int(current.generation) != generation:
+        with self._bounded("delete"):
+            if generation is not None:
+                current = self._bucket.get_blob(name, timeout=self._timeout, retry=self._retry)
+                if current is None or int(current.generation) != generation:
+                    return False
+            try:
+                self._bucket.blob(name).delete(
+                    if_generation_match=generation, timeout=self._timeout, retry=self._retry
+                )
+            except (NotFound, PreconditionFailed):
                 return False
-        try:
-            self._bucket.blob(name).delete(if_generation_match=generation, timeout=TIMEOUT_SECONDS)
-        except (NotFound, PreconditionFailed):
-            return False
         return True
+
+    def generation(self, name: str) -> int | None:
+        """The object's current generation, or None when it does not exist."""
+        blob = self._call(
+            "stat", lambda: self._bucket.get_blob(name, timeout=self._timeout, retry=self._retry)
+        )
+        return None if blob is None else int(blob.generation)
 
     def metadata(self, name: str) -> dict[str, str] | None:
         """The object's metadata, or None when it does not exist."""
-        blob = self._bucket.get_blob(name, timeout=TIMEOUT_SECONDS)
+        blob = self._call(
+            "stat", lambda: self._bucket.get_blob(name, timeout=self._timeout, retry=self._retry)
+        )
         return None if blob is None else dict(blob.metadata or {})
+
+    def list_names(self, prefix: str) -> list[tuple[str, int]]:
+        """(name, generation) of every object under ``prefix``."""
+        with self._bounded("list"):
+            return [
+                (blob.name, int(blob.generation))
+                for blob in self._bucket.list_blobs(
+                    prefix=prefix, timeout=self._timeout, retry=self._retry
+                )
+            ]
 
     def read(self, name: str, *, generation: int | None = None) -> bytes | None:
         """The object's bytes (that generation's, if given), or None when it is gone."""
         from google.api_core.exceptions import NotFound
 
         try:
-            data: bytes = self._bucket.blob(name, generation=generation).download_as_bytes(
-                timeout=TIMEOUT_SECONDS
-            )
+            with self._bounded("read"):
+                data: bytes = self._bucket.blob(name, generation=generation).download_as_bytes(
+                    timeout=self._timeout, retry=self._retry
+                )
         except NotFound:
             return None
         return data

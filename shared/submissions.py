@@ -5,20 +5,29 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.db.models import Course, FileRequest, Lecturer, Material, MaterialType
+from shared.db.models import (
+    Course,
+    FileRequest,
+    Lecturer,
+    Material,
+    MaterialType,
+    ObjectIntent,
+)
 from shared.errors import Conflict, ValidationFailed
 from shared.pagination import after_key, split_page
 
 __all__ = [
     "check_references",
+    "drop_intent",
     "duplicate_error",
     "find_live_duplicate",
     "get_user_request",
     "list_user_requests",
+    "record_intent",
     "request_to_json",
     "resolve_lecturer",
 ]
@@ -47,6 +56,7 @@ def request_to_json(request: FileRequest, material: Material | None = None) -> d
         body["ingest_status"] = material.ingest_status
         body["chunk_count"] = material.chunk_count
         body["ingest_error"] = material.ingest_error
+        body["ingest_error_code"] = material.ingest_error_code
         body["ingest_started_at"] = material.ingest_started_at
         body["ingest_finished_at"] = material.ingest_finished_at
     return body
@@ -97,11 +107,25 @@ def find_live_duplicate(
     )
 
 
-def duplicate_error(existing: FileRequest) -> Conflict:
-    return Conflict(
-        f"the same file was already submitted for this course (request {existing.id})",
-        code="duplicate_file",
-    )
+def duplicate_error(existing: FileRequest, *, viewer_id: uuid.UUID) -> Conflict:
+    """409 duplicate_file; the other request is named only to its own uploader."""
+    if existing.user_id == viewer_id:
+        message = f"you already submitted this file for this course (request {existing.id})"
+    else:
+        message = "the same file was already submitted for this course"
+    return Conflict(message, code="duplicate_file")
+
+
+def record_intent(session: Session, *, name: str, request_id: uuid.UUID) -> uuid.UUID:
+    """Record, before uploading, that an object may exist at ``name`` (see ObjectIntent)."""
+    intent = ObjectIntent(id=uuid.uuid4(), name=name, request_id=request_id)
+    session.add(intent)
+    session.flush()
+    return intent.id
+
+
+def drop_intent(session: Session, intent_id: uuid.UUID) -> None:
+    session.execute(delete(ObjectIntent).where(ObjectIntent.id == intent_id))
 
 
 def get_user_request(

@@ -16,6 +16,7 @@ from shared.db.models import (
     AuditLog,
     FileRequest,
     Material,
+    ObjectIntent,
     PointsTransaction,
     User,
     UserCourseActivity,
@@ -576,6 +577,31 @@ def test_an_admin_can_download_a_pending_file_before_judging_it(
     assert moderate.get(f"/requests/{uuid.uuid4()}", headers=admin).status_code == 404
 
 
+def _committed_without_cleanup(
+    sessions: sessionmaker[Session], request_id: str, action: str
+) -> tuple[uuid.UUID, str, int | None]:
+    """Steps 1-3 of a transition, then a "crash": the old object's deletion never ran."""
+    from shared.config import load_settings
+    from shared.moderation import commit, plan
+    from shared.storage import Bucket
+
+    settings = load_settings()
+    with sessions.begin() as session:
+        planned = plan(session, request_id=uuid.UUID(request_id), action=action)
+    generation, old_generation = Bucket(settings).copy(planned.old_object, planned.new_object)
+    with sessions.begin() as session:
+        outcome = commit(
+            session,
+            settings,
+            planned,
+            generation=generation,
+            old_generation=old_generation,
+            reason=None,
+        )
+    assert outcome.stale is not None
+    return outcome.stale
+
+
 def test_a_late_cleanup_never_deletes_a_file_moved_back_meanwhile(
     moderate: Any,
     submit: Any,
@@ -589,39 +615,25 @@ def test_a_late_cleanup_never_deletes_a_file_moved_back_meanwhile(
     """Admin A approves; before A's delete of the pending copy runs, admin B undoes
     (which writes the pending object again). A's late delete must leave it."""
     from shared.config import load_settings
-    from shared.moderation import delete_stale, transition
-    from shared.storage import Bucket
+    from shared.moderation import delete_unreferenced
 
-    settings = load_settings()
-    storage = Bucket(settings)
     _, student = user_token()
     request_id = upload(submit, student, refs, course_id, filename="raced.pdf")
-    with sessions.begin() as session:
-        late = transition(
-            session,
-            storage,
-            settings,
-            request_id=uuid.UUID(request_id),
-            action="approve",
-            reason=None,
-        )
+    intent_id, name, generation = _committed_without_cleanup(sessions, request_id, "approve")
     assert act(moderate, admin, "undo_approve", request_id).json["results"][0]["ok"] is True
-    for name, generation in late.stale_objects:
-        with sessions.begin() as session:
-            assert not delete_stale(
-                session,
-                storage,
-                request_id=uuid.UUID(request_id),
-                name=name,
-                generation=generation,
-            )
+    delete_unreferenced(load_settings(), intent_id, name, generation)
     pending = f"pending/{request_id}/raced.pdf"
     assert objects_of(bucket, request_id) == [pending]
     assert state(sessions, request_id)["file_url"] == pending
     assert act(moderate, admin, "approve", request_id).json["results"][0]["ok"] is True
+    with sessions.begin() as session:
+        left = session.scalars(
+            select(ObjectIntent.name).where(ObjectIntent.request_id == uuid.UUID(request_id))
+        ).all()
+    assert left == []
 
 
-def test_a_late_cleanup_never_deletes_another_requests_file_on_the_same_name(
+def test_a_name_left_behind_is_not_reused_until_it_is_deleted(
     moderate: Any,
     submit: Any,
     user_token: Callable[..., Any],
@@ -631,32 +643,24 @@ def test_a_late_cleanup_never_deletes_another_requests_file_on_the_same_name(
     sessions: sessionmaker[Session],
     bucket: Any,
 ) -> None:
+    """An undo whose cleanup has not run yet keeps the course name taken, so
+    another approval cannot be written onto it and then deleted by the late cleanup."""
     from shared.config import load_settings
-    from shared.moderation import delete_stale, transition
-    from shared.storage import Bucket
+    from shared.moderation import delete_unreferenced
 
-    settings = load_settings()
-    storage = Bucket(settings)
     _, student = user_token()
     first = upload(submit, student, refs, course_id, filename="shared name.pdf")
     second = upload(submit, student, refs, course_id, filename="shared name.pdf")
     act(moderate, admin, "approve", first)
     course_name = state(sessions, first)["file_url"]
-    with sessions.begin() as session:
-        late = transition(
-            session,
-            storage,
-            settings,
-            request_id=uuid.UUID(first),
-            action="undo_approve",
-            reason=None,
-        )
-    # The name is free again: the second request is published onto it.
+    intent_id, name, generation = _committed_without_cleanup(sessions, first, "undo_approve")
+    assert name == course_name
     act(moderate, admin, "approve", second)
-    assert state(sessions, second)["file_url"] == course_name
-    for name, generation in late.stale_objects:
-        with sessions.begin() as session:
-            assert not delete_stale(
-                session, storage, request_id=uuid.UUID(first), name=name, generation=generation
-            )
-    assert objects_of(bucket, second) == [course_name]
+    second_name = state(sessions, second)["file_url"]
+    assert second_name == course_name.replace("shared name.pdf", "shared name (2).pdf")
+    delete_unreferenced(load_settings(), intent_id, name, generation)
+    assert objects_of(bucket, second) == [second_name]
+    assert objects_of(bucket, first) == [f"pending/{first}/shared name.pdf"]
+    # Once deleted, the name is free again.
+    act(moderate, admin, "approve", first)
+    assert state(sessions, first)["file_url"] == course_name

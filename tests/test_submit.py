@@ -251,7 +251,11 @@ def test_the_same_bytes_in_the_same_course_are_a_duplicate(
     again = client.post("/", data=form(refs, data, filename="renamed.pdf"), headers=other_headers)
     assert again.status_code == 409
     assert again.json["error"]["code"] == "duplicate_file"
-    assert first.json["request"]["id"] in again.json["error"]["message"]
+    # Another user's request is never named (nor confirmed to be theirs).
+    assert first.json["request"]["id"] not in again.data.decode()
+    mine = client.post("/", data=form(refs, data, filename="again.pdf"), headers=headers)
+    assert mine.status_code == 409
+    assert first.json["request"]["id"] in mine.json["error"]["message"]
     with sessions.begin() as session:
         other_course = make_course(session).id
     elsewhere = client.post(

@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 import flask
 import functions_framework
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from sqlalchemy.exc import IntegrityError
 
 from shared import moderation
 from shared.config import Needs
@@ -18,7 +17,7 @@ from shared.db.engine import transaction
 from shared.errors import NotFound
 from shared.fields import MultilineText
 from shared.http import Call, build_router, json_response
-from shared.storage import download_url, get_bucket
+from shared.storage import StorageUnavailable, download_url
 
 log = logging.getLogger("lectern.moderate")
 router = build_router(Needs.STORAGE)
@@ -44,14 +43,14 @@ class AuditQuery(BaseModel):
 class ActionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["approve", "reject", "undo_approve", "undo_reject"]
+    action: Literal["approve", "reject", "undo_approve", "undo_reject", "take_down"]
     request_ids: list[uuid.UUID] = Field(min_length=1, max_length=100)
     reason: Annotated[MultilineText, StringConstraints(max_length=1000)] | None = None
 
     @model_validator(mode="after")
     def _reason_to_reject(self) -> ActionBody:
-        if self.action == "reject" and not self.reason:
-            raise ValueError("reason: required to reject")
+        if self.action in ("reject", "take_down") and not self.reason:
+            raise ValueError(f"reason: required to {self.action.replace('_', ' ')}")
         return self
 
 
@@ -84,47 +83,6 @@ def get_request(call: Call) -> flask.Response:
     return json_response({"request": found})
 
 
-def _apply(call: Call, body: ActionBody, request_id: uuid.UUID) -> tuple[dict[str, Any], str]:
-    """One item in its own transaction; its failure is its own result."""
-    bucket = get_bucket(call.settings)
-    try:
-        with transaction(call.settings) as session:
-            outcome = moderation.transition(
-                session,
-                bucket,
-                call.settings,
-                request_id=request_id,
-                action=body.action,
-                reason=body.reason,
-            )
-    except moderation.ItemError as error:
-        result = {"request_id": request_id, "ok": False, "status": error.status}
-        return {**result, "error": error.code, "message": error.message}, ""
-    except IntegrityError:
-        # A concurrent change won a unique key (the same file made live again,
-        # a name taken in the course folder): nothing was changed; reload and retry.
-        log.warning(
-            "moderation step conflicted", extra={"request_id": str(request_id)}, exc_info=True
-        )
-        result = {"request_id": request_id, "ok": False, "status": None}
-        message = "a concurrent change conflicts with this one; reload and try again"
-        return {**result, "error": "conflict", "message": message}, ""
-    except Exception:
-        log.exception("moderation step failed", extra={"request_id": str(request_id)})
-        result = {"request_id": request_id, "ok": False, "status": None}
-        return {**result, "error": "internal_error", "message": "try again"}, ""
-    for name, generation in outcome.stale_objects:
-        try:
-            with transaction(call.settings) as session:
-                moderation.delete_stale(
-                    session, bucket, request_id=request_id, name=name, generation=generation
-                )
-        except Exception:
-            # The committed row no longer refers to it; a leftover copy harms nothing.
-            log.warning("could not delete %s", name, exc_info=True)
-    return {"request_id": request_id, "ok": True, "status": outcome.status}, outcome.title
-
-
 @router.post("/actions")
 def act(call: Call) -> flask.Response:
     with transaction(call.settings) as session:
@@ -133,8 +91,20 @@ def act(call: Call) -> flask.Response:
     request_ids = list(dict.fromkeys(body.request_ids))
     results: list[dict[str, Any]] = []
     titles: list[str] = []
-    for request_id in request_ids:
-        result, title = _apply(call, body, request_id)
+    for index, request_id in enumerate(request_ids):
+        try:
+            result, title = moderation.apply_action(
+                call.settings, request_id=request_id, action=body.action, reason=body.reason
+            )
+        except StorageUnavailable:
+            if not any(result["ok"] for result in results):
+                raise
+            # Some items are done: report them, and the rest as not attempted.
+            unavailable = moderation.ItemError(
+                "storage_unavailable", "file storage is unavailable; try again shortly"
+            )
+            results += [moderation.failure(rest, unavailable) for rest in request_ids[index:]]
+            break
         results.append(result)
         if title:
             titles.append(title)

@@ -12,17 +12,24 @@ import flask
 import functions_framework
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared import clock, ratelimit, submissions
 from shared.config import Needs
 from shared.db.engine import transaction
-from shared.db.models import FileRequest
+from shared.db.models import Course, FileRequest
 from shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from shared.fields import MultilineText, SingleLineText
-from shared.http import Call, build_router, json_response, validate
+from shared.http import Call, build_router, json_response, refuse_body, validate
 from shared.pdf import count_pages
-from shared.storage import get_bucket, pending_object, request_metadata, safe_filename
+from shared.storage import (
+    StorageUnavailable,
+    get_bucket,
+    pending_object,
+    request_metadata,
+    safe_filename,
+)
 
 log = logging.getLogger("lectern.submit")
 router = build_router(Needs.STORAGE)
@@ -70,6 +77,7 @@ def _form(call: Call) -> tuple[SubmitForm, bytes, str]:
     cap = call.settings.max_upload_bytes
     too_large = PayloadTooLarge(f"the file is larger than {call.settings.MAX_UPLOAD_MB} MB")
     if (request.content_length or 0) > cap + FORM_OVERHEAD_BYTES:
+        refuse_body(request)
         raise too_large
     # Werkzeug stops reading at this limit and spools file parts to disk, so
     # an oversized or endless body never sits whole in memory.
@@ -78,6 +86,7 @@ def _form(call: Call) -> tuple[SubmitForm, bytes, str]:
         fields = {key: value for key, value in request.form.items() if value.strip() != ""}
         upload = request.files.get("file")
     except RequestEntityTooLarge:
+        refuse_body(request)
         raise too_large from None
     form = validate(SubmitForm, fields)
     if upload is None:
@@ -88,15 +97,18 @@ def _form(call: Call) -> tuple[SubmitForm, bytes, str]:
     return form, data, upload.filename or ""
 
 
-def _raise_if_duplicate(call: Call, form: SubmitForm, sha256: str) -> None:
-    with transaction(call.settings) as session:
-        existing = submissions.find_live_duplicate(session, course_id=form.course_id, sha256=sha256)
-        if existing is not None:
-            raise submissions.duplicate_error(existing)
-
-
 @router.post("/")
 def submit_file(call: Call) -> flask.Response:
+    """Check, upload, then record: no transaction is open while the bucket is called.
+
+    1. a short transaction checks the references and looks for a duplicate
+       (so a doomed upload is refused before its bytes are sent), and records
+       an intent for the object name, which is derived from a new request id;
+    2. the upload (no transaction);
+    3. a short transaction inserts the request (checking everything again)
+       and drops the intent. If it fails, the object is deleted here; if the
+       process dies first, ``shared.sweep`` deletes it.
+    """
     with transaction(call.settings) as session:
         user_id = call.user(session).id
         # Committed on its own: refused and failed uploads count too.
@@ -114,19 +126,28 @@ def submit_file(call: Call) -> flask.Response:
     request_id = uuid.uuid4()
     filename = safe_filename(filename)
     object_name = pending_object(request_id, filename)
+    with transaction(call.settings) as session:
+        _check(session, form, sha256, user_id)
+        intent_id = submissions.record_intent(session, name=object_name, request_id=request_id)
     bucket = get_bucket(call.settings)
-    uploaded = False
+    try:
+        generation = bucket.upload(
+            object_name,
+            data,
+            request_metadata(
+                request_id=request_id, sha256=sha256, uploader_id=user_id, course_id=form.course_id
+            ),
+        )
+    except StorageUnavailable:
+        # Not waiting on the bucket twice: the intent tells the sweep to look.
+        raise
+    except Exception:
+        # A failed upload may still have written something.
+        _delete_orphan(call, intent_id, object_name, None)
+        raise
     try:
         with transaction(call.settings) as session:
-            course = submissions.check_references(
-                session,
-                course_id=form.course_id,
-                type_id=form.type_id,
-                lecturer_id=form.lecturer_id,
-            )
-            existing = submissions.find_live_duplicate(session, course_id=course.id, sha256=sha256)
-            if existing is not None:
-                raise submissions.duplicate_error(existing)
+            course = _check(session, form, sha256, user_id)
             lecturer_id = form.lecturer_id or submissions.resolve_lecturer(
                 session, name=str(form.lecturer_name)
             )
@@ -147,28 +168,38 @@ def submit_file(call: Call) -> flask.Response:
                 notes=form.notes,
             )
             session.add(request)
-            # Constraint violations surface here, before anything is uploaded.
             session.flush()
-            # Upload inside the transaction: if it fails, the row is rolled back.
-            bucket.upload(
-                object_name,
-                data,
-                request_metadata(
-                    request_id=request_id, sha256=sha256, uploader_id=user_id, course_id=course.id
-                ),
-            )
-            uploaded = True
+            submissions.drop_intent(session, intent_id)
             body = submissions.request_to_json(request)
     except BaseException as error:
         # The row did not commit: the object must not outlive it.
-        if uploaded:
-            bucket.delete(object_name)
+        _delete_orphan(call, intent_id, object_name, generation)
         if isinstance(error, IntegrityError):
             # Two uploads of the same bytes raced; the partial unique index let one in.
-            _raise_if_duplicate(call, form, sha256)
+            with transaction(call.settings) as session:
+                _check(session, form, sha256, user_id)
         raise
     log.info("file submitted", extra={"request_id": str(request_id), "pages": page_count})
     return json_response({"request": body}, 201)
+
+
+def _check(session: Session, form: SubmitForm, sha256: str, user_id: uuid.UUID) -> Course:
+    course = submissions.check_references(
+        session, course_id=form.course_id, type_id=form.type_id, lecturer_id=form.lecturer_id
+    )
+    existing = submissions.find_live_duplicate(session, course_id=course.id, sha256=sha256)
+    if existing is not None:
+        raise submissions.duplicate_error(existing, viewer_id=user_id)
+    return course
+
+
+def _delete_orphan(call: Call, intent_id: uuid.UUID, name: str, generation: int | None) -> None:
+    try:
+        get_bucket(call.settings).delete(name, generation=generation)
+        with transaction(call.settings) as session:
+            submissions.drop_intent(session, intent_id)
+    except Exception:
+        log.warning("left %s for the sweep", name, exc_info=True)
 
 
 @router.get("/")

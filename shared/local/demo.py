@@ -187,7 +187,7 @@ def publish_demo_materials(settings: Settings, uploader_id: uuid.UUID) -> int:
     """Upload and approve the demo materials through the real moderation path,
     once: a material already there (by id) is left alone. Returns how many were new."""
     from shared.db.engine import transaction
-    from shared.moderation import delete_stale, transition
+    from shared.moderation import apply_action
     from shared.storage import get_bucket, pending_object, request_metadata, safe_filename
 
     bucket = get_bucket(settings)
@@ -230,14 +230,8 @@ def publish_demo_materials(settings: Settings, uploader_id: uuid.UUID) -> int:
                     course_id=course_id,
                 ),
             )
-        with transaction(settings) as session:
-            outcome = transition(
-                session, bucket, settings, request_id=request_id, action="approve", reason=None
-            )
-        for name, generation in outcome.stale_objects:
-            with transaction(settings) as session:
-                delete_stale(
-                    session, bucket, request_id=request_id, name=name, generation=generation
-                )
+        result, _ = apply_action(settings, request_id=request_id, action="approve", reason=None)
+        if not result["ok"]:
+            raise RuntimeError(f"demo material not approved: {result['error']}")
         published += 1
     return published
