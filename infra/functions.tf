@@ -73,6 +73,14 @@ locals {
       # One PDF at a time per instance; the timeout is also the push ack deadline (<= 600 s).
       sizing = { memory = "2Gi", cpu = "1", timeout_seconds = 540, max_instances = 3, concurrency = 1 }
     }
+    sweep = {
+      frontend    = false
+      needs       = ["DATABASE", "STORAGE", "EMBEDDINGS"]
+      bucket_role = "roles/storage.objectAdmin" # deletes abandoned objects (shared/sweep.py)
+      signs_urls  = false
+      # Called by Cloud Scheduler (sweep.tf); one run at a time, re-driven ingestions included.
+      sizing = { memory = "2Gi", cpu = "1", timeout_seconds = 540, max_instances = 1, concurrency = 1 }
+    }
   }
 
   # Folders of functions/ that exist in this checkout. A configured function
@@ -152,7 +160,7 @@ locals {
 
   # Connection budget: at peak every instance of every database function holds
   # DB_POOL_SIZE + DB_MAX_OVERFLOW connections. With the defaults:
-  # (8 + 4 + 4 + 2 + 8 + 4 + 4 + 3) instances x (2 + 2) = 148, plus 10 reserved = 158 <= 200.
+  # (8 + 4 + 4 + 2 + 8 + 4 + 4 + 3 + 1) instances x (2 + 2) = 152, plus 10 reserved = 162 <= 200.
   db_connections_per_instance = var.db_pool_size + var.db_max_overflow
   db_connections_at_peak = sum(concat([0], [
     for name, function in local.functions : local.sizing[name].max_instances * local.db_connections_per_instance

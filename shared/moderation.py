@@ -257,22 +257,29 @@ def commit(
     )
 
 
-def may_delete(session: Session, *, intent_id: uuid.UUID, name: str) -> bool:
+def may_delete(
+    session: Session,
+    *,
+    intent_id: uuid.UUID,
+    name: str,
+    abandoned_before: datetime | None = None,
+) -> bool:
     """Whether the object an intent names may be deleted now (decided in one transaction).
 
     Not when a request or material refers to the name, nor while another
     intent holds it: whatever will refer to a name records its intent before
     writing there, and writes a newer generation than the one being deleted.
-    A name found referenced loses this intent at once.
+    Intents created before ``abandoned_before`` (the sweep's cut-off) belong
+    to calls long dead and hold nothing. A name found referenced loses this
+    intent at once.
     """
     referenced = session.scalar(
         select(FileRequest.id).where(FileRequest.file_url == name).limit(1)
     ) or session.scalar(select(Material.id).where(Material.file_url == name).limit(1))
-    other = session.scalar(
-        select(ObjectIntent.id)
-        .where(ObjectIntent.name == name, ObjectIntent.id != intent_id)
-        .limit(1)
-    )
+    others = select(ObjectIntent.id).where(ObjectIntent.name == name, ObjectIntent.id != intent_id)
+    if abandoned_before is not None:
+        others = others.where(ObjectIntent.created_at >= abandoned_before)
+    other = session.scalar(others.limit(1))
     if referenced is not None:
         drop_intent(session, intent_id)
         return False

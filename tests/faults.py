@@ -3,6 +3,10 @@
 Failures are real HTTP errors on a real connection, so the code under test
 meets them exactly where it would meet a storage outage. 403 is used because
 the storage client does not retry it, which keeps the tests fast.
+
+Two outage modes besides: ``freeze()`` accepts requests and never answers
+(until ``thaw()``), as a hung backend does; ``drop()`` closes every
+connection without a response, as a crashed one does.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.seen: list[tuple[str, str]] = []
         self._lock = threading.Lock()
+        self._thawed = threading.Event()
+        self._thawed.set()
+        self.dropping = False
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,6 +47,14 @@ class FaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if proxy.dropping:
+                    self.close_connection = True
+                    return
+                if not proxy._thawed.is_set():
+                    # Hung: answer nothing until thawed (or a minute has passed).
+                    proxy._thawed.wait(60)
+                    self.close_connection = True
+                    return
                 status = proxy._should_fail(self.command, self.path)
                 if status:
                     payload = b'{"error": {"code": %d, "message": "injected failure"}}' % status
@@ -85,6 +100,17 @@ class FaultProxy:
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()
+        self.thaw()
+        self.dropping = False
+
+    def freeze(self) -> None:
+        self._thawed.clear()
+
+    def thaw(self) -> None:
+        self._thawed.set()
+
+    def drop(self) -> None:
+        self.dropping = True
 
     def _should_fail(self, method: str, path: str) -> int:
         """The status to fail this request with, or 0 to pass it on."""
@@ -97,5 +123,6 @@ class FaultProxy:
         return 0
 
     def close(self) -> None:
+        self.thaw()
         self._server.shutdown()
         self._server.server_close()

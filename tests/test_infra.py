@@ -80,6 +80,7 @@ BUCKET_ROLES = {
     "submit": "roles/storage.objectAdmin",
     "moderate": "roles/storage.objectAdmin",
     "ingest": "roles/storage.objectViewer",
+    "sweep": "roles/storage.objectAdmin",
 }
 
 ENUM_VARIABLES = {
