@@ -322,8 +322,13 @@ class Router:
                 request, PayloadTooLarge("the body is too large"), request_id
             )
         except Exception as error:
-            from shared.db.outage import is_unavailable
+            from shared.db.outage import FOREIGN_KEY_VIOLATION, is_unavailable, sqlstate
 
+            if sqlstate(error) == FOREIGN_KEY_VIOLATION:
+                # What the row refers to went away meanwhile (a material unpublished
+                # while a student opened it): as if it had never been there.
+                gone = NotFound("it no longer exists", code="not_found")
+                return self._error_response(request, gone, request_id)
             if is_unavailable(error):
                 # The type only: a driver's message can carry SQL and user data.
                 log.error(

@@ -23,13 +23,20 @@ def encode_cursor(moment: datetime, row_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# A cursor this API writes is about 100 characters.
+MAX_CURSOR_LENGTH = 256
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    refused = ValidationFailed({"cursor": "not a cursor this API returned"})
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise refused
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         moment, row_id = json.loads(base64.urlsafe_b64decode(padded))
         return datetime.fromisoformat(moment), uuid.UUID(row_id)
-    except (ValueError, TypeError):
-        raise ValidationFailed({"cursor": "not a cursor this API returned"}) from None
+    except (ValueError, TypeError, RecursionError):
+        raise refused from None
 
 
 Key = tuple[datetime, uuid.UUID]

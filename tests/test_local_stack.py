@@ -66,7 +66,9 @@ class Stack:
                 raise AssertionError("lectern dev exited:\n" + "".join(self.output))
             self.output.append(line)
             assert time.monotonic() < deadline, "lectern dev did not start"
-        self.tokens = json.loads((data_dir / "tokens.json").read_text())
+        tokens_file = data_dir / "tokens.json"
+        assert tokens_file.stat().st_mode & 0o777 == 0o600  # bearer tokens: owner only
+        self.tokens = json.loads(tokens_file.read_text())
 
     @property
     def url(self) -> str:

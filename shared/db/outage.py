@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from sqlalchemy import exc
 
-__all__ = ["UNAVAILABLE_SQLSTATES", "is_unavailable", "sqlstate"]
+__all__ = ["FOREIGN_KEY_VIOLATION", "UNAVAILABLE_SQLSTATES", "is_unavailable", "sqlstate"]
+
+# Not an outage: a referenced row was deleted by a concurrent transaction.
+FOREIGN_KEY_VIOLATION = "23503"
 
 UNAVAILABLE_SQLSTATES = {
     "57014": "a statement ran past statement_timeout",

@@ -103,7 +103,12 @@ class LocalStack:
                 )
         self._engine = get_engine(settings)
         self._mount_functions()
-        (self.data_dir / "tokens.json").write_text(json.dumps(self.tokens, indent=2))
+        # Bearer tokens: readable by their owner only, from the moment the file exists.
+        tokens_file = self.data_dir / "tokens.json"
+        descriptor = os.open(tokens_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as stream:
+            stream.write(json.dumps(self.tokens, indent=2))
+        tokens_file.chmod(0o600)  # an older file kept its mode through O_TRUNC
         self._ready.set()
         self._watch_bucket()
         # After the watcher: the approvals' notifications make them searchable.
