@@ -49,7 +49,7 @@ locals {
       needs       = ["DATABASE", "AUTH"]
       bucket_role = null
       signs_urls  = false
-      sizing      = { memory = "512Mi", cpu = "1", timeout_seconds = 30, max_instances = 8, concurrency = 4 }
+      sizing      = { memory = "512Mi", cpu = "1", timeout_seconds = 60, max_instances = 8, concurrency = 4 }
     }
     tasks = {
       frontend    = true
@@ -138,6 +138,8 @@ locals {
   extra_env = {
     submit = { MAX_UPLOAD_MB = tostring(var.max_upload_mb) }
     ingest = { INGEST_MAX_ATTEMPTS = tostring(var.ingest_max_attempts) }
+    # Two Gemini calls (query embedding, answer) of 3 x 10 s + 3 s backoff fit in 120 s.
+    search = { GEMINI_TIMEOUT_S = "10", GEMINI_RETRY_ATTEMPTS = "3" }
   }
 
   function_env = {

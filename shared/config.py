@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     GCS_BUCKET: str | None = None
     STORAGE_EMULATOR_HOST: str | None = None
     # Per attempt and the whole retry deadline of one storage operation.
-    STORAGE_TIMEOUT_S: float = Field(default=10, gt=0, le=300)
+    STORAGE_TIMEOUT_S: float = Field(default=5, gt=0, le=300)
 
     EMBEDDINGS_PROVIDER: Literal["gemini", "local"] = "local"
     GEMINI_API_KEY: str | None = None
@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     GEMINI_BASE_URL: str | None = None
     GEMINI_EMBEDDING_MODEL: str = "gemini-embedding-001"
     GEMINI_ANSWER_MODEL: str = "gemini-2.5-flash"
+    # One Gemini call's budget: attempts (the first included) of at most
+    # GEMINI_TIMEOUT_S each, with 1, 2, 4 ... s of backoff between them.
+    # Ingestion (540 s) keeps the defaults; search (120 s) sets 3 x 10 s in infra/.
+    GEMINI_TIMEOUT_S: float = Field(default=30, gt=0, le=300)
+    GEMINI_RETRY_ATTEMPTS: int = Field(default=5, ge=1, le=10)
 
     # Deliveries of one object generation before its material is marked failed.
     INGEST_MAX_ATTEMPTS: int = Field(default=5, ge=1, le=50)

@@ -298,12 +298,10 @@ class LocalEmbedder:
 
 # The Gemini API accepts at most this many texts in one batchEmbedContents call.
 MAX_BATCH = 100
-RETRY_ATTEMPTS = 5  # including the first
 RETRY_INITIAL_DELAY = 1.0  # seconds, doubled per retry, plus up to RETRY_JITTER
 RETRY_MAX_DELAY = 30.0
 RETRY_JITTER = 1.0
 RETRY_STATUS_CODES = (408, 429, 500, 502, 503, 504)
-TIMEOUT_SECONDS = 30.0  # per attempt
 
 
 def _is_transient_status(code: int) -> bool:
@@ -338,20 +336,20 @@ class GeminiEmbedder:
         self,
         settings: Settings,
         *,
-        attempts: int = RETRY_ATTEMPTS,
+        attempts: int | None = None,
         initial_delay: float = RETRY_INITIAL_DELAY,
         max_delay: float = RETRY_MAX_DELAY,
         jitter: float = RETRY_JITTER,
-        timeout_seconds: float = TIMEOUT_SECONDS,
+        timeout_seconds: float | None = None,
     ) -> None:
         self.model = settings.GEMINI_EMBEDDING_MODEL
         self.dimensions = EMBEDDING_DIMENSIONS
         self._settings = settings
-        self._attempts = attempts
+        self._attempts = attempts or settings.GEMINI_RETRY_ATTEMPTS
         self._initial_delay = initial_delay
         self._max_delay = max_delay
         self._jitter = jitter
-        self._timeout_seconds = timeout_seconds
+        self._timeout_seconds = timeout_seconds or settings.GEMINI_TIMEOUT_S
         self._client: genai.Client | None = None
         self._lock = threading.Lock()
 

@@ -54,6 +54,8 @@ REQUIRED_SETTINGS = {
 
 # A valid value for every setting Terraform may give a function.
 SAMPLE_VALUES = {
+    "GEMINI_TIMEOUT_S": "10",
+    "GEMINI_RETRY_ATTEMPTS": "3",
     "CLOUD_SQL_INSTANCE": "lectern-prod:europe-west1:lectern-db",
     "DB_USER": "lectern-catalog@lectern-prod.iam",
     "DB_NAME": "lectern",
@@ -818,3 +820,57 @@ def test_grants_refuse_an_unknown_user(granted_database: tuple[str, list[str]]) 
 def test_grants_sql_has_no_percent_signs() -> None:
     # pg8000 would read them as parameter markers.
     assert "%" not in (INFRA / "sql" / "grants.sql").read_text()
+
+
+# -- outbound budgets -------------------------------------------------------------
+
+
+def _gemini_call_seconds(settings: Any) -> float:
+    """The longest one Gemini call can take: every attempt times out, full backoff between."""
+    from shared.embeddings import RETRY_INITIAL_DELAY, RETRY_JITTER, RETRY_MAX_DELAY
+
+    attempts = settings.GEMINI_RETRY_ATTEMPTS
+    backoff = sum(
+        min(RETRY_INITIAL_DELAY * 2**retry, RETRY_MAX_DELAY) + RETRY_JITTER
+        for retry in range(attempts - 1)
+    )
+    return float(attempts * settings.GEMINI_TIMEOUT_S + backoff)
+
+
+def test_every_outbound_budget_fits_inside_the_function_timeout(tf: Terraform) -> None:
+    """A dependency that hangs is given up on in time to answer 503 before the platform
+    kills the request: the worst case of each function's calls, with 10 s to spare.
+
+    Per request at most: the JWKS fetch (5 s), waiting for a pooled connection,
+    connecting, two statements running to their timeout; storage: the calls
+    the function makes before it can answer (below), each one attempt's
+    timeout plus the retry deadline (a failed call ends the request: see
+    shared/moderation.py); search: two Gemini calls (embedding, answer).
+    """
+    # catalog signs a URL; submit uploads (and deletes a failed one); a
+    # transition reads, copies and patches metadata; ingest reads.
+    storage_calls = {"catalog": 1, "submit": 2, "moderate": 3, "ingest": 1, "sweep": 2}
+    from shared.auth import FETCH_TIMEOUT as JWKS_TIMEOUT_SECONDS
+    from shared.config import Settings
+
+    for name, function in function_table(tf).items():
+        # Literal values only (a Terraform expression is not a timeout).
+        env = {
+            key: str(value)
+            for key, value in tf.locals["extra_env"].get(name, {}).items()
+            if "${" not in str(value)
+        }
+        settings = Settings.model_validate(env)
+        needs = set(function["needs"])
+        worst = 0.0
+        if "AUTH" in needs:
+            worst += JWKS_TIMEOUT_SECONDS
+        if "DATABASE" in needs:
+            worst += settings.DB_POOL_TIMEOUT_S + settings.DB_CONNECT_TIMEOUT_S
+            worst += 2 * settings.DB_STATEMENT_TIMEOUT_MS / 1000
+        if "STORAGE" in needs:
+            worst += storage_calls[name] * 2 * settings.STORAGE_TIMEOUT_S
+        if "EMBEDDINGS" in needs and name == "search":
+            worst += 2 * _gemini_call_seconds(settings)
+        timeout = function["sizing"]["timeout_seconds"]
+        assert worst + 10 <= timeout, f"{name}: worst case {worst:.0f} s, timeout {timeout} s"
