@@ -278,3 +278,32 @@ def test_the_sweep_deletes_what_a_crash_left_and_keeps_what_rows_refer_to(
     assert orphan not in names
     assert live_name not in names
     assert young in names
+
+
+def test_the_sweep_function_runs_on_the_schedulers_cloudevent(
+    function_client: Callable[[str], Any],
+    refs: dict[str, str],
+    sessions: sessionmaker[Session],
+    bucket: Any,
+) -> None:
+    """As Cloud Scheduler calls it (infra/sweep.tf): a binary-mode CloudEvent."""
+    from cloudevents.conversion import to_binary
+    from cloudevents.http import CloudEvent
+
+    from shared import clock
+    from shared.sweep import ABANDONED_AFTER
+
+    name = f"pending/{uuid.uuid4()}/left behind.pdf"
+    bucket.blob(name).upload_from_string(make_pdf(["left"]), content_type="application/pdf")
+    with sessions.begin() as session:
+        session.add(
+            ObjectIntent(name=name, created_at=clock.now() - ABANDONED_AFTER - timedelta(1))
+        )
+    event = CloudEvent(
+        {"type": "dev.lectern.sweep.tick", "source": "//cloudscheduler.googleapis.com/sweep"},
+        {},
+    )
+    headers, body = to_binary(event)
+    response = function_client("sweep").post("/", data=body, headers=headers)
+    assert response.status_code == 200
+    assert bucket.get_blob(name) is None

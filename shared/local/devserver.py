@@ -34,6 +34,8 @@ DEMO_USERS = {
 }
 DATABASE_NAME = "lectern"
 LOCAL_BUCKET = "lectern-local-materials"
+# As Cloud Scheduler does in production (infra/sweep.tf).
+SWEEP_EVERY_SECONDS = 600
 
 
 def function_names() -> list[str]:
@@ -56,6 +58,7 @@ class LocalStack:
     _storage: Any = None
     _watcher: Any = None
     _ready: threading.Event = field(default_factory=threading.Event)
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def base_url(self) -> str:
@@ -111,6 +114,7 @@ class LocalStack:
         tokens_file.chmod(0o600)  # an older file kept its mode through O_TRUNC
         self._ready.set()
         self._watch_bucket()
+        threading.Thread(target=self._tick_sweep, name="sweep", daemon=True).start()
         # After the watcher: the approvals' notifications make them searchable.
         publish_demo_materials(settings, users["student"])
 
@@ -146,6 +150,29 @@ class LocalStack:
         )
         self._watcher = BucketWatcher(client.bucket(LOCAL_BUCKET), f"{self.base_url}/ingest")
         self._watcher.start()
+
+    def _tick_sweep(self) -> None:
+        """POST a CloudEvent to /sweep every SWEEP_EVERY_SECONDS (binary mode)."""
+        import urllib.request
+
+        while not self._stopping.wait(SWEEP_EVERY_SECONDS):
+            tick = urllib.request.Request(  # noqa: S310 (our own loopback URL)
+                f"{self.base_url}/sweep",
+                data=b"{}",
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "ce-specversion": "1.0",
+                    "ce-type": "dev.lectern.sweep.tick",
+                    "ce-source": "//lectern.local/sweep",
+                    "ce-id": "local-sweep",
+                },
+            )
+            try:
+                with urllib.request.urlopen(tick, timeout=300):  # noqa: S310 (our own loopback URL)
+                    pass
+            except OSError:
+                log.warning("sweep tick failed", exc_info=True)
 
     def _mount_functions(self) -> None:
         from functions_framework import create_app
@@ -199,6 +226,7 @@ class LocalStack:
     def stop(self) -> None:
         from shared.db.engine import dispose_engine
 
+        self._stopping.set()
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
