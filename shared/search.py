@@ -23,11 +23,13 @@ materials (undoing an approval deletes them), so nothing else can be returned.
 from __future__ import annotations
 
 import math
+import operator
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, literal, select, text
+from sqlalchemy import ColumnElement, Select, String, case, func, literal, select, text
 from sqlalchemy.orm import Session
 
 from shared.db.models import Course, Material, MaterialChunk
@@ -57,9 +59,11 @@ _QUERY_TERMS = text(
     "FROM unnest(to_tsvector('english', CAST(:query_text AS text)))"
 )
 # How many chunks hold each term (through the GIN index), and how many chunks there are.
+# Each term is quoted into one tsquery operand exactly as _prefix_query does.
 _DOCUMENT_FREQUENCIES = text(
     "SELECT term, (SELECT count(*) FROM material_chunks "
-    "WHERE search_vector @@ to_tsquery('simple', quote_literal(term) || ':*')) "
+    "WHERE search_vector @@ to_tsquery('simple', "
+    r"'''' || replace(replace(term, '\', '\\'), '''', '''''') || ''':*')) "
     "FROM unnest(CAST(:terms AS text[])) AS term"
 )
 _CHUNK_ESTIMATE = text(
@@ -68,15 +72,39 @@ _CHUNK_ESTIMATE = text(
 
 
 def _prefix_query(term: str) -> ColumnElement[Any]:
-    return func.to_tsquery("simple", func.quote_literal(term).concat(":*"))
+    """A tsquery matching the term as a prefix, built in SQL from a bound parameter.
+
+    The term becomes one quoted tsquery operand, its backslashes and quotes
+    escaped as tsquery input wants them, so nothing in a query can be read as
+    an operator (``&``, ``|``, ``!``, ``<->``, ``:*``, parentheses).
+    ``quote_literal`` is not used: around a backslash it writes ``E'...'``,
+    whose ``E`` tsquery reads as one more word.
+    """
+    escaped = func.replace(func.replace(term, "\\", "\\\\", type_=String), "'", "''", type_=String)
+    return func.to_tsquery("simple", literal("'").concat(escaped).concat("':*"))
+
+
+def _balanced(
+    parts: list[ColumnElement[Any]],
+    combine: Callable[[ColumnElement[Any], ColumnElement[Any]], ColumnElement[Any]],
+) -> ColumnElement[Any]:
+    """The parts combined pairwise as a balanced tree.
+
+    A 1000-character query can hold hundreds of terms; chained one after the
+    other their expression nests so deep that compiling it overflows Python's
+    stack (a 500). Balanced, 500 terms nest 9 deep.
+    """
+    while len(parts) > 1:
+        parts = [
+            combine(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+            for i in range(0, len(parts), 2)
+        ]
+    return parts[0]
 
 
 def _any_of(terms: list[str]) -> ColumnElement[Any]:
     """A tsquery matching any of the terms as prefixes (tsquery || tsquery is OR)."""
-    query = _prefix_query(terms[0])
-    for term in terms[1:]:
-        query = query.op("||")(_prefix_query(term))
-    return query
+    return _balanced([_prefix_query(term) for term in terms], lambda a, b: a.op("||")(b))
 
 
 @dataclass(frozen=True)
@@ -135,25 +163,22 @@ def _lexical_arm(
         term: int(count) for term, count in session.execute(_DOCUMENT_FREQUENCIES, {"terms": terms})
     }
     total = max([float(session.scalar(_CHUNK_ESTIMATE) or 0), *frequencies.values(), 1.0])
-    score: ColumnElement[Any] = sum(
-        (
-            case(
-                (
-                    MaterialChunk.search_vector.op("@@")(_prefix_query(term)),
-                    math.log(1 + (total - frequency + 0.5) / (frequency + 0.5)),
-                ),
-                else_=0.0,
-            )
-            for term, frequency in frequencies.items()
-            if frequency
-        ),
-        start=literal(0.0),
-    ).label("score")
-    any_term = func.to_tsquery(
-        "simple", " | ".join(f"'{t}':*" for t in frequencies if frequencies[t])
-    )
-    if not any(frequencies.values()):
+    weights: list[ColumnElement[Any]] = [
+        case(
+            (
+                MaterialChunk.search_vector.op("@@")(_prefix_query(term)),
+                math.log(1 + (total - frequency + 0.5) / (frequency + 0.5)),
+            ),
+            else_=0.0,
+        )
+        for term, frequency in frequencies.items()
+        if frequency
+    ]
+    score = _balanced([literal(0.0), *weights], operator.add).label("score")
+    present = [term for term, frequency in frequencies.items() if frequency]
+    if not present:
         return []
+    any_term = _any_of(present)
     statement = _filtered(
         select(MaterialChunk.id, score).where(MaterialChunk.search_vector.op("@@")(any_term)),
         filters,
