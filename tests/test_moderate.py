@@ -557,6 +557,51 @@ def test_undo_reject_of_a_file_resubmitted_meanwhile_is_a_per_item_duplicate(
     assert objects_of(bucket, first) == [f"rejected/{first}/again.pdf"]
 
 
+def test_undo_reject_racing_a_resubmit_loses_with_duplicate_file_never_conflict(
+    moderate: Any,
+    submit: Any,
+    user_token: Callable[..., Any],
+    admin: dict[str, str],
+    refs: dict[str, Any],
+    course_id: uuid.UUID,
+    sessions: sessionmaker[Session],
+) -> None:
+    """Run at the same moment, five times: exactly one of the two goes live, and
+    the other gets the documented duplicate_file (409 or per item)."""
+    for round_number in range(5):
+        _, student = user_token()
+        pdf = make_pdf([f"raced resubmission {round_number}"])
+
+        def send(pdf: bytes = pdf, student: dict[str, str] = student) -> Any:
+            return submit.post(
+                "/",
+                data={
+                    "course_id": str(course_id),
+                    "type_id": str(refs["type_id"]),
+                    "lecturer_id": str(refs["lecturer_id"]),
+                    "title": "Raced",
+                    "academic_year": "1",
+                    "material_year": "2025",
+                    "file": (io.BytesIO(pdf), "raced.pdf", "application/pdf"),
+                },
+                headers=student,
+            )
+
+        first = str(send().json["request"]["id"])
+        act(moderate, admin, "reject", first, reason="try again")
+        resubmitted, undone = run_together(
+            [send, lambda first=first: act(moderate, admin, "undo_reject", first)]
+        )
+        item = undone.json["results"][0]
+        if item["ok"]:
+            assert resubmitted.status_code == 409
+            assert resubmitted.json["error"]["code"] == "duplicate_file"
+        else:
+            assert resubmitted.status_code == 201
+            assert item["error"] == "duplicate_file"
+            assert state(sessions, first)["status"] == "rejected"
+
+
 def test_an_admin_can_download_a_pending_file_before_judging_it(
     moderate: Any,
     submit: Any,
