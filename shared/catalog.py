@@ -111,6 +111,7 @@ def material_to_json(
         "ingest_status": material.ingest_status,
         "chunk_count": material.chunk_count,
         "ingest_error": material.ingest_error,
+        "ingest_error_code": material.ingest_error_code,
         "ingest_started_at": material.ingest_started_at,
         "ingest_finished_at": material.ingest_finished_at,
         "created_at": material.created_at,

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import Material, MaterialChunk
+from shared.pipeline import ERROR_MESSAGES
 from shared.storage import META_REQUEST_ID
 from tests.events import deliver, pubsub_event, resource_of, storage_event
 from tests.factories import make_course, make_lecturer, make_material, make_material_type
@@ -211,11 +212,11 @@ def _place(
 
 
 @pytest.mark.parametrize(
-    ("kind", "status", "reason"),
+    ("kind", "status", "reason", "code"),
     [
-        ("encrypted", "failed", "encrypted"),
-        ("blank", "no_text", "no extractable text"),
-        ("corrupt", "failed", "damaged"),
+        ("encrypted", "failed", "encrypted", "pdf_encrypted"),
+        ("blank", "no_text", "no extractable text", "no_text"),
+        ("corrupt", "failed", "damaged", "pdf_damaged"),
     ],
 )
 def test_permanent_problems_are_recorded_and_acknowledged(
@@ -226,6 +227,7 @@ def test_permanent_problems_are_recorded_and_acknowledged(
     kind: str,
     status: str,
     reason: str,
+    code: str,
 ) -> None:
     data = {
         "encrypted": make_encrypted_pdf(),
@@ -237,6 +239,9 @@ def test_permanent_problems_are_recorded_and_acknowledged(
     state = material_state(sessions, material_id)
     assert state["ingest_status"] == status
     assert reason in state["ingest_error"]
+    assert state["ingest_error_code"] == code
+    # A fixed sentence per code: pypdf's own message (in the log) never reaches users.
+    assert state["ingest_error"] == ERROR_MESSAGES[code]
     assert chunks_of(sessions, material_id) == []
 
 
@@ -254,11 +259,14 @@ def test_a_poison_message_stops_after_the_configured_attempts(
         statuses = [deliver(apps, event) for _ in range(MAX_ATTEMPTS + 2)]
     finally:
         proxy.clear()
-    assert statuses == [500] * MAX_ATTEMPTS + [200, 200]
+    # The failure that reaches the budget ends the material and is acknowledged.
+    assert statuses == [500] * (MAX_ATTEMPTS - 1) + [200, 200, 200]
     state = material_state(sessions, material_id)
-    assert state["ingest_status"] == "failed"
-    assert f"gave up after {MAX_ATTEMPTS} attempts" in state["ingest_error"]
-    assert "403" in state["ingest_error"]
+    assert (state["ingest_status"], state["ingest_attempts"]) == ("failed", MAX_ATTEMPTS)
+    assert state["ingest_error_code"] == "storage_unavailable"
+    assert state["ingest_error"] == (
+        f"The file storage was unavailable. Processing gave up after {MAX_ATTEMPTS} attempts."
+    )
 
 
 def test_a_newer_generation_wins_and_a_late_older_event_does_nothing(
@@ -332,6 +340,8 @@ def test_parallel_duplicate_deliveries_leave_one_chunk_set(
     assert [c.chunk_index for c in chunks] == [0, 1, 2, 3, 4]
     state = material_state(sessions, material_id)
     assert (state["ingest_status"], state["chunk_count"]) == ("ready", 5)
+    # Duplicates are not failures: they spend none of the attempts budget.
+    assert state["ingest_attempts"] == 0
 
 
 def test_an_object_gone_before_it_is_read_ends_failed_not_processing(
@@ -348,7 +358,7 @@ def test_an_object_gone_before_it_is_read_ends_failed_not_processing(
     finally:
         proxy.clear()
     state = material_state(sessions, material_id)
-    assert state["ingest_status"] == "failed"
+    assert (state["ingest_status"], state["ingest_error_code"]) == ("failed", "object_missing")
     assert "no longer exists" in state["ingest_error"]
 
 

@@ -1,11 +1,19 @@
-"""ingest: bucket notifications (through Pub/Sub, or Eventarc) become searchable chunks."""
+"""ingest: bucket notifications (through Pub/Sub, or Eventarc) become searchable chunks.
+
+Pub/Sub redelivers anything not answered 2xx until the dead letter, so only a
+transient failure may fail the request. An event that can never be processed
+(malformed data, or a body functions-framework cannot read as a CloudEvent or
+a Pub/Sub push) is acknowledged with one log line saying why.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import functions_framework
 from cloudevents.http import CloudEvent
+from werkzeug.exceptions import BadRequest
 
 from shared import pipeline
 from shared.config import Needs, load_settings_or_exit
@@ -18,11 +26,33 @@ configure_logging(settings.LOG_LEVEL)
 log = logging.getLogger("lectern.ingest")
 
 
+def unreadable(error: BadRequest) -> tuple[str, int]:
+    # functions-framework answers 400 for a body that is neither a CloudEvent
+    # nor a Pub/Sub push; a redelivery would be the same bytes, so acknowledge.
+    # (Its description quotes the whole request, headers included: not logged.)
+    log.warning("permanent: acknowledged an unreadable event: not a CloudEvent or Pub/Sub push")
+    return "acknowledged: not a CloudEvent", 200
+
+
+# The app being built (a no-op outside create_app, e.g. a bare import).
+register_error_handler: Any = functions_framework.errorhandler
+register_error_handler(BadRequest)(unreadable)
+
+
 @functions_framework.cloud_event
 def ingest(event: CloudEvent) -> None:
-    notice = pipeline.notice_from_event(event["type"], event.data)
+    context = {"type": event["type"], "event_id": event["id"]}
+    try:
+        notice = pipeline.notice_from_event(event["type"], event.data)
+    except pipeline.MalformedEvent as problem:
+        log.warning(
+            "permanent: acknowledged a malformed event: %s",
+            problem,
+            extra={**context, "outcome": "malformed", "reason": str(problem)},
+        )
+        return
     if notice is None:
-        log.info("skipped: not an object-finalized event", extra={"type": event["type"]})
+        log.info("skipped: not an object-finalized event", extra=context)
         return
     # Raising makes the delivery fail, so Pub/Sub redelivers (transient errors only).
     pipeline.ingest(settings, notice, bucket=get_bucket(settings), embedder=get_embedder(settings))

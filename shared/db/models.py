@@ -251,6 +251,30 @@ class Material(Base):
         CheckConstraint("page_count > 0", name="page_count"),
         CheckConstraint(_in("ingest_status", INGEST_STATUSES), name="ingest_status"),
         CheckConstraint("chunk_count >= 0", name="chunk_count"),
+        # The codes of shared.pipeline.ERROR_MESSAGES (a test keeps them equal).
+        CheckConstraint(
+            _in(
+                "ingest_error_code",
+                (
+                    "pdf_encrypted",
+                    "pdf_damaged",
+                    "no_text",
+                    "object_missing",
+                    "embedding_unavailable",
+                    "storage_unavailable",
+                    "database_unavailable",
+                    "interrupted",
+                    "internal",
+                ),
+            ),
+            name="ingest_error_code",
+        ),
+        # What the ingestion sweep scans: the few materials not yet ingested.
+        Index(
+            "ix_materials_ingest_pending",
+            "created_at",
+            postgresql_where=text("ingest_status IN ('queued', 'processing')"),
+        ),
         Index("ix_materials_course_created", "course_id", text("created_at DESC"), "id"),
         Index("ix_materials_created", text("created_at DESC"), "id"),
         Index("ix_materials_type_id", "type_id"),
@@ -271,8 +295,11 @@ class Material(Base):
     sha256: Mapped[str]
     ingest_status: Mapped[str] = mapped_column(server_default="queued")
     chunk_count: Mapped[int] = mapped_column(server_default="0")
+    # A fixed sentence for ingest_error_code (never exception text, which goes to the log).
     ingest_error: Mapped[str | None]
+    ingest_error_code: Mapped[str | None]
     ingest_generation: Mapped[int | None] = mapped_column(BigInteger)
+    # Failed attempts of ingest_generation (not deliveries; see shared.pipeline).
     ingest_attempts: Mapped[int] = mapped_column(server_default="0")
     ingest_started_at: Mapped[datetime | None]
     ingest_finished_at: Mapped[datetime | None]
