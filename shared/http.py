@@ -167,7 +167,11 @@ class Call:
         if self._user is None:
             from shared.auth import current_user
 
-            self._user = current_user(session, self.claims)
+            self._user = current_user(
+                session,
+                self.claims,
+                require_verified=self.settings.AUTH_REQUIRE_EMAIL_VERIFIED,
+            )
         return self._user
 
     def subject(self) -> str:

@@ -369,3 +369,19 @@ def test_a_token_with_an_unknown_critical_extension_is_401(
     # The same claims without the extension are accepted: the header was the reason.
     plain = jwt.encode(claims, issuer.private_key, algorithm="RS256", headers={"kid": issuer.kid})
     assert _me(client, plain).status_code == 200
+
+
+def test_the_setting_off_lets_an_absent_claim_in_through_the_app(
+    function_client: Callable[[str], Any], issuer: LocalIssuer
+) -> None:
+    """AUTH_REQUIRE_EMAIL_VERIFIED=false reaches the router's Call.user."""
+    import os
+
+    os.environ["AUTH_REQUIRE_EMAIL_VERIFIED"] = "false"
+    relaxed = function_client("profile")
+    absent = issuer.token(subject="auth0|relaxed", email="relaxed@example.edu")
+    assert _me(relaxed, absent).status_code == 200
+    refused = issuer.token(
+        subject="auth0|relaxed-no", email="relaxed-no@example.edu", email_verified=False
+    )
+    assert _me(relaxed, refused).json["error"]["code"] == "email_not_verified"
