@@ -481,3 +481,29 @@ class RateLimitWindow(Base):
     action: Mapped[str] = mapped_column(primary_key=True)
     window_start: Mapped[datetime] = mapped_column(primary_key=True)
     count: Mapped[int]
+
+
+class ObjectIntent(Base):
+    """An object that may exist in the bucket while no committed row refers to it.
+
+    Written (and committed) before every upload or copy and before an old
+    object is left behind; removed once the row that refers to the object is
+    committed, or once the object is deleted. No transaction is open while the
+    bucket is called, so a crash between the two steps leaves exactly this row,
+    and ``shared.sweep`` deletes what it names unless a row refers to it.
+    A name with an intent is taken: approvals never choose it.
+    """
+
+    __tablename__ = "object_intents"
+    __table_args__ = (
+        Index("ix_object_intents_name", "name"),
+        Index("ix_object_intents_created_at", "created_at"),
+    )
+
+    id: Mapped[UUIDKey]
+    name: Mapped[str]
+    # The generation to delete, once known (None: whatever is there, if no row refers to it).
+    generation: Mapped[int | None] = mapped_column(BigInteger)
+    # No foreign key: the request of a failed upload is never committed.
+    request_id: Mapped[uuid.UUID | None]
+    created_at: Mapped[Timestamp]
