@@ -12,8 +12,12 @@ imports, found by static analysis: starting from ``main.py`` the ``ast`` of
 every module is read and every ``shared.*`` module it imports is followed.
 Imports inside function bodies count (shared/ imports its heavy dependencies
 lazily, but the function still needs them installed); imports under
-``if TYPE_CHECKING:`` do not. Each distribution is pinned to the version
-installed here, the one the tests ran against.
+``if TYPE_CHECKING:`` do not. To those it adds everything they depend on
+(read from the installed distributions' metadata, for the Pythons in
+``TARGET_PYTHONS``), and pins every one to the version and the hashes of
+``requirements.lock``, the lock the tests ran with: Cloud Functions' pip then
+runs in hash-checking mode and installs exactly the tested files. A version
+installed here that differs from the lock is an error (run ``make install``).
 
 The zip is byte-for-byte reproducible: entries sorted, every timestamp
 1980-01-01 00:00, permissions 0644, so an unchanged function uploads the same
@@ -34,14 +38,21 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from packaging.markers import Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 __all__ = [
     "EXCLUDED_SHARED",
     "IMPORT_TO_DISTRIBUTION",
+    "LOCK_FILE",
+    "Locked",
     "Package",
     "build_all",
     "build_package",
     "discover_functions",
     "imported_modules",
+    "read_lock",
     "requirements_for",
 ]
 
@@ -49,25 +60,29 @@ REPO = Path(__file__).resolve().parents[1]
 FUNCTIONS_DIR = REPO / "functions"
 SHARED_DIR = REPO / "shared"
 DEFAULT_OUT = REPO / "build" / "functions"
+LOCK_FILE = REPO / "requirements.lock"
+
+# The Pythons a package must install on: the tests run on 3.11, Cloud Build's
+# image and the functions' runtime (infra/functions.tf) are 3.12. A dependency
+# counts if its marker holds on either (Linux, x86_64, CPython).
+TARGET_PYTHONS = ("3.11", "3.12")
 
 # Development-only parts of shared/: the local stack, the CLI and Alembic glue.
 EXCLUDED_SHARED = ("shared/local", "shared/cli.py", "shared/migrate.py")
 
 # Import name (longest dotted prefix wins) -> the distribution that provides it,
-# with the extras the code relies on.
+# with the extras the code relies on. Each is a dependency in pyproject.toml.
 IMPORT_TO_DISTRIBUTION = {
     "functions_framework": "functions-framework",
     "google.cloud.functions": "functions-framework",
-    # Flask and Werkzeug are what functions-framework serves requests with.
-    "flask": "functions-framework",
-    "werkzeug": "functions-framework",
+    "flask": "flask",
+    "werkzeug": "werkzeug",
     "cloudevents": "cloudevents",
     "google.cloud.storage": "google-cloud-storage",
-    "google.cloud.pubsub": "google-cloud-pubsub",
-    "google.cloud.pubsub_v1": "google-cloud-pubsub",
     "google.genai": "google-genai",
     "google.auth": "google-auth",
     "google.api_core": "google-api-core",
+    "requests": "requests",
     "google.cloud.sql.connector": "cloud-sql-python-connector[pg8000]",
     "sqlalchemy": "SQLAlchemy",
     "pg8000": "pg8000",
@@ -94,12 +109,26 @@ class PackagingError(Exception):
 
 
 @dataclass(frozen=True)
+class Locked:
+    """One entry of requirements.lock: a pinned distribution and its hashes."""
+
+    name: str  # canonical (PEP 503)
+    version: str
+    marker: str | None
+    hashes: tuple[str, ...]  # "sha256:<hex>", sorted
+
+
+@dataclass(frozen=True)
 class Package:
     name: str
     directory: Path
     zip_path: Path
+    # `name[extras]==version ; marker` of every distribution requirements.txt
+    # installs: what the code imports and all that depends on, sorted by name.
     requirements: tuple[str, ...]
     sha256: str
+    # Canonical names of the distributions the function's code itself imports.
+    imports: tuple[str, ...]
 
 
 def discover_functions(functions_dir: Path = FUNCTIONS_DIR) -> list[str]:
@@ -245,24 +274,138 @@ def _distribution_for(module: str) -> str | None:
     )
 
 
-def _pinned(distribution: str) -> str:
-    base = distribution.split("[")[0]
+# -- the lock ----------------------------------------------------------------
+
+
+def read_lock(lock_file: Path = LOCK_FILE) -> dict[str, Locked]:
+    """requirements.lock by canonical name; every entry pinned ``==`` with hashes."""
     try:
-        version = metadata.version(base)
-    except metadata.PackageNotFoundError:
-        raise PackagingError(f"{base} is imported but not installed here") from None
-    return f"{distribution}=={version}"
+        text = lock_file.read_text()
+    except FileNotFoundError:
+        raise PackagingError(f"{lock_file} is missing: run `make lock`") from None
+    locked: dict[str, Locked] = {}
+    for entry in _logical_lines(text):
+        requirement_text, *hashes = (part.strip() for part in entry.split("--hash="))
+        try:
+            requirement = Requirement(requirement_text)
+        except InvalidRequirement as error:
+            raise PackagingError(f"{lock_file.name}: {entry!r}: {error}") from None
+        specifiers = list(requirement.specifier)
+        if len(specifiers) != 1 or specifiers[0].operator != "==" or "*" in specifiers[0].version:
+            raise PackagingError(f"{lock_file.name}: {requirement_text!r} is not pinned with ==")
+        if not hashes or not all(h.startswith("sha256:") for h in hashes):
+            raise PackagingError(f"{lock_file.name}: {requirement_text!r} has no sha256 hash")
+        name = str(canonicalize_name(requirement.name))
+        if name in locked:
+            raise PackagingError(
+                f"{lock_file.name} pins {name} twice (a resolution forked by Python version?); "
+                "this script expects one version per distribution"
+            )
+        marker = str(requirement.marker) if requirement.marker is not None else None
+        locked[name] = Locked(name, specifiers[0].version, marker, tuple(sorted(hashes)))
+    return locked
 
 
-def requirements_for(
-    name: str, functions_dir: Path = FUNCTIONS_DIR, shared_dir: Path = SHARED_DIR
-) -> tuple[str, ...]:
-    """The pinned requirement lines of one function, sorted by name."""
+def _logical_lines(text: str) -> list[str]:
+    """Requirement entries: comments dropped, backslash continuations joined."""
+    entries: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        line = raw.split(" #")[0].strip() if not raw.lstrip().startswith("#") else ""
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        current += line
+        if current.strip():
+            entries.append(" ".join(current.split()))
+        current = ""
+    if current.strip():
+        entries.append(" ".join(current.split()))
+    return entries
+
+
+def _target_environments() -> list[dict[str, str]]:
+    # Marker.evaluate fills in the rest from the running interpreter.
+    return [
+        {
+            "python_version": version,
+            "python_full_version": f"{version}.0",
+            "implementation_name": "cpython",
+            "implementation_version": f"{version}.0",
+            "platform_python_implementation": "CPython",
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "platform_machine": "x86_64",
+            "os_name": "posix",
+        }
+        for version in TARGET_PYTHONS
+    ]
+
+
+def _applies(marker: Marker | None, extras: set[str]) -> bool:
+    if marker is None:
+        return True
+    return any(
+        marker.evaluate({**environment, "extra": extra})
+        for environment in _target_environments()
+        for extra in sorted(extras) or [""]
+    )
+
+
+def _with_dependencies(roots: dict[str, set[str]], lock: dict[str, Locked]) -> dict[str, set[str]]:
+    """Every distribution the roots need (canonical name -> extras asked of it)."""
+    needed: dict[str, set[str]] = {}
+    pending = [(name, extras, "the code") for name, extras in roots.items()]
+    while pending:
+        name, extras, needed_by = pending.pop()
+        if name in needed and extras <= needed[name]:
+            continue
+        needed.setdefault(name, set()).update(extras)
+        entry = lock.get(name)
+        if entry is None:
+            raise PackagingError(
+                f"{name} (needed by {needed_by}) is not in {LOCK_FILE.name}: "
+                "declare it in pyproject.toml and run `make lock`"
+            )
+        try:
+            installed = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            raise PackagingError(
+                f"{name} (needed by {needed_by}) is not installed here, so its own "
+                "dependencies cannot be read: run `make install`"
+            ) from None
+        if installed.version != entry.version:
+            raise PackagingError(
+                f"{name} {installed.version} is installed but {LOCK_FILE.name} has "
+                f"{entry.version}: run `make install`"
+            )
+        for line in installed.requires or []:
+            dependency = Requirement(line)
+            if _applies(dependency.marker, needed[name]):
+                pending.append(
+                    (str(canonicalize_name(dependency.name)), set(dependency.extras), name)
+                )
+    return needed
+
+
+def _pinned(name: str, extras: set[str], entry: Locked) -> str:
+    extra = f"[{','.join(sorted(extras))}]" if extras else ""
+    marker = f" ; {entry.marker}" if entry.marker else ""
+    return f"{name}{extra}=={entry.version}{marker}"
+
+
+# -- the requirements --------------------------------------------------------
+
+
+def _imported_distributions(
+    name: str, functions_dir: Path, shared_dir: Path
+) -> dict[str, set[str]]:
+    """The distributions the function's code imports (canonical name -> extras)."""
     local, external = imported_modules(name, functions_dir, shared_dir)
     excluded = sorted(module for module in local if _is_excluded(module))
     if excluded:
         raise PackagingError(f"{name} imports development-only modules: {', '.join(excluded)}")
-    distributions: set[str] = set()
+    distributions: dict[str, set[str]] = {}
     for module in external:
         if module in NAMESPACES:
             # `from google import genai` also records `google`, which provides nothing.
@@ -271,12 +414,28 @@ def requirements_for(
             continue
         distribution = _distribution_for(module)
         if distribution is not None:
-            distributions.add(distribution)
-    return tuple(_pinned(d) for d in sorted(distributions, key=_sort_key))
+            requirement = Requirement(distribution)
+            key = str(canonicalize_name(requirement.name))
+            distributions.setdefault(key, set()).update(requirement.extras)
+    return distributions
 
 
-def _sort_key(distribution: str) -> str:
-    return distribution.split("[")[0].lower()
+def _locked_requirements(imports: dict[str, set[str]], lock_file: Path) -> list[tuple[str, Locked]]:
+    """(``name[extras]==version ; marker``, lock entry) of the imports and all they need."""
+    lock = read_lock(lock_file)
+    needed = _with_dependencies(imports, lock)
+    return [(_pinned(d, needed[d], lock[d]), lock[d]) for d in sorted(needed)]
+
+
+def requirements_for(
+    name: str,
+    functions_dir: Path = FUNCTIONS_DIR,
+    shared_dir: Path = SHARED_DIR,
+    lock_file: Path = LOCK_FILE,
+) -> tuple[str, ...]:
+    """``name[extras]==version ; marker`` of everything the function installs, by name."""
+    imports = _imported_distributions(name, functions_dir, shared_dir)
+    return tuple(line for line, _ in _locked_requirements(imports, lock_file))
 
 
 def _is_excluded(module: str) -> bool:
@@ -319,12 +478,17 @@ def _is_cache(relative: Path) -> bool:
     return "__pycache__" in relative.parts or relative.suffix in {".pyc", ".pyo"}
 
 
-def _requirements_text(name: str, requirements: tuple[str, ...]) -> str:
+def _requirements_text(name: str, pinned: list[tuple[str, Locked]]) -> str:
     header = (
-        f"# {name}: the distributions its code imports (through shared/), pinned to the\n"
-        "# versions the tests ran with. Generated by scripts/package_functions.py.\n"
+        f"# {name}: the distributions its code imports (through shared/) and all they\n"
+        "# depend on, at the versions and with the hashes of requirements.lock, the lock\n"
+        "# the tests ran with. Generated by scripts/package_functions.py.\n"
     )
-    return header + "".join(f"{line}\n" for line in requirements)
+    entries = [
+        " \\\n".join([line, *(f"    --hash={digest}" for digest in entry.hashes)]) + "\n"
+        for line, entry in pinned
+    ]
+    return header + "".join(entries)
 
 
 def _write_zip(zip_path: Path, entries: dict[str, bytes]) -> None:
@@ -342,13 +506,16 @@ def build_package(
     out_dir: Path = DEFAULT_OUT,
     functions_dir: Path = FUNCTIONS_DIR,
     shared_dir: Path = SHARED_DIR,
+    lock_file: Path = LOCK_FILE,
 ) -> Package:
     """Write build/functions/<name>/ and <name>.zip; returns what was written."""
-    requirements = requirements_for(name, functions_dir, shared_dir)
+    imports = _imported_distributions(name, functions_dir, shared_dir)
+    pinned = _locked_requirements(imports, lock_file)
+    requirements = tuple(line for line, _ in pinned)
     entries: dict[str, bytes] = {}
     for relative, path in [*_function_files(functions_dir / name), *_shared_files(shared_dir)]:
         entries[relative] = path.read_bytes()
-    entries["requirements.txt"] = _requirements_text(name, requirements).encode()
+    entries["requirements.txt"] = _requirements_text(name, pinned).encode()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     directory = out_dir / name
@@ -361,7 +528,7 @@ def build_package(
     zip_path = out_dir / f"{name}.zip"
     _write_zip(zip_path, entries)
     digest = hashlib.sha256(zip_path.read_bytes()).hexdigest()
-    return Package(name, directory, zip_path, requirements, digest)
+    return Package(name, directory, zip_path, requirements, digest, tuple(sorted(imports)))
 
 
 def build_all(
@@ -369,13 +536,15 @@ def build_all(
     names: list[str] | None = None,
     functions_dir: Path = FUNCTIONS_DIR,
     shared_dir: Path = SHARED_DIR,
+    lock_file: Path = LOCK_FILE,
 ) -> list[Package]:
     available = discover_functions(functions_dir)
     unknown = sorted(set(names or []) - set(available))
     if unknown:
         raise PackagingError(f"no such function: {', '.join(unknown)}")
     return [
-        build_package(name, out_dir, functions_dir, shared_dir) for name in (names or available)
+        build_package(name, out_dir, functions_dir, shared_dir, lock_file)
+        for name in (names or available)
     ]
 
 

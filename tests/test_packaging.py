@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import uuid
 import zipfile
 from collections.abc import Callable
@@ -23,15 +24,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.markers import Marker
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from scripts.package_functions import (
+    IMPORT_TO_DISTRIBUTION,
+    LOCK_FILE,
+    TARGET_PYTHONS,
+    Locked,
     Package,
+    PackagingError,
     build_all,
     discover_functions,
+    read_lock,
     requirements_for,
 )
 from shared.db.models import Material, MaterialChunk
@@ -64,13 +73,17 @@ HEAVY_MODULES = {
     "google.cloud.storage": "google-cloud-storage",
 }
 
-# Which functions may list a heavy distribution (and, for those that exist, must).
+# Which functions may import a distribution (and, for those that exist, must).
 ONLY_FOR = {
-    "pypdf": {"submit", "ingest"},
-    "google-genai": {"ingest", "search"},
-    "cloudevents": {"ingest"},
+    "pypdf": {"submit", "ingest", "sweep"},
+    "google-genai": {"ingest", "search", "sweep"},
+    "cloudevents": {"ingest", "sweep"},
     "google-cloud-pubsub": set(),
 }
+# The functions triggered by events rather than HTTP requests: they verify no tokens.
+EVENT_FUNCTIONS = {"ingest", "sweep"}
+# Of those, the ones no other function may install either (nothing it imports needs them).
+HEAVY = {"pypdf", "google-genai", "google-cloud-pubsub"}
 
 DEV_ONLY = {
     "alembic",
@@ -82,11 +95,15 @@ DEV_ONLY = {
     "pytest",
     "python-hcl2",
     "ruff",
+    "uv",
     "lectern",
 }
 
+# `name[extras]==version ; marker`, then the hashes: what pip's hash-checking mode needs.
 _REQUIREMENT_LINE = re.compile(
-    r"^(?P<name>[A-Za-z0-9._-]+)(?P<extras>\[[a-z0-9,_-]+\])?==(?P<v>\S+)$"
+    r"^(?P<name>[a-z0-9-]+)(?P<extras>\[[a-z0-9,_-]+\])?==(?P<v>[A-Za-z0-9.+!-]+)"
+    r"(?: ; (?P<marker>[^-][^\\]*?))?"
+    r"(?P<hashes>(?: --hash=sha256:[0-9a-f]{64})+)$"
 )
 
 
@@ -98,6 +115,26 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Package]:
 
 def requirement_names(package: Package) -> set[str]:
     return {str(canonicalize_name(Requirement(line).name)) for line in package.requirements}
+
+
+def requirement_entries(text: str) -> list[str]:
+    """The entries of a requirements file: comments dropped, continuations joined."""
+    joined = re.sub(r"\s*\\\n\s*", " ", text)
+    lines = (line.strip() for line in joined.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+@pytest.fixture(scope="module")
+def lock() -> dict[str, Locked]:
+    return read_lock()
+
+
+def pyproject_requirements() -> tuple[list[Requirement], list[Requirement]]:
+    """(runtime, dev) requirements of pyproject.toml."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = [Requirement(line) for line in project["dependencies"]]
+    dev = [Requirement(line) for line in project["optional-dependencies"]["dev"]]
+    return runtime, dev
 
 
 # -- the packages -------------------------------------------------------------
@@ -142,38 +179,137 @@ def test_a_package_holds_main_shared_and_requirements_only(
         assert on_disk == names, name
 
 
-def test_requirements_are_pinned_to_the_tested_versions(packages: dict[str, Package]) -> None:
+def test_requirements_are_pinned_with_the_hashes_of_the_lock(
+    packages: dict[str, Package], lock: dict[str, Locked]
+) -> None:
     for name, package in packages.items():
-        text = (package.directory / "requirements.txt").read_text()
-        lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-        assert tuple(lines) == package.requirements, name
-        for line in lines:
-            match = _REQUIREMENT_LINE.match(line)
-            assert match, f"{name}: {line!r} is not pinned"
-            assert match["v"] == metadata.version(match["name"]), f"{name}: {line}"
+        entries = requirement_entries((package.directory / "requirements.txt").read_text())
+        assert len(entries) == len(package.requirements), name
+        for entry, requirement in zip(entries, package.requirements, strict=True):
+            match = _REQUIREMENT_LINE.match(entry)
+            assert match, f"{name}: {entry!r} is not pinned == with --hash"
+            assert entry.startswith(requirement + " --hash="), f"{name}: {entry}"
+            locked = lock[match["name"]]
+            assert match["v"] == locked.version, f"{name}: {entry}"
+            assert (match["marker"] or None) == locked.marker, f"{name}: {entry}"
+            assert tuple(match["hashes"].split(" --hash=")[1:]) == locked.hashes, name
         assert not requirement_names(package) & DEV_ONLY, name
+
+
+def test_requirements_hold_every_dependency_of_what_they_list(
+    packages: dict[str, Package],
+) -> None:
+    # pip in hash-checking mode refuses to install anything the file does not pin.
+    for name, package in packages.items():
+        missing = _closure(package.requirements) - requirement_names(package)
+        assert not missing, f"{name}: its requirements need {sorted(missing)} unpinned"
+
+
+# -- the lock -------------------------------------------------------------------
+
+
+def test_the_lock_pins_every_entry_with_hashes() -> None:
+    text = LOCK_FILE.read_text()
+    assert text.startswith("# This file was autogenerated by uv via the following command:\n#")
+    assert "#    make lock\n" in text
+    for entry in requirement_entries(text):
+        assert _REQUIREMENT_LINE.match(entry), f"requirements.lock: {entry!r}"
+    assert len(read_lock()) == len(requirement_entries(text))
+
+
+def test_the_lock_holds_pyprojects_dependencies_within_their_ranges(
+    lock: dict[str, Locked],
+) -> None:
+    runtime, dev = pyproject_requirements()
+    for requirement in [*runtime, *dev]:
+        name = str(canonicalize_name(requirement.name))
+        assert name in lock, f"{name} is declared but not locked: run `make lock`"
+        assert requirement.specifier.contains(lock[name].version, prereleases=True), (
+            f"requirements.lock has {name}=={lock[name].version}, outside {requirement}: "
+            "run `make lock`"
+        )
+
+
+def test_the_tests_run_with_the_locked_versions(lock: dict[str, Locked]) -> None:
+    for name, locked in lock.items():
+        if locked.marker is not None and not Marker(locked.marker).evaluate():
+            continue
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pytest.fail(f"{name} is locked but not installed: run `make install`")
+        assert installed == locked.version, f"{name}: run `make install`"
+
+
+def test_packaging_refuses_a_lock_the_tests_did_not_run(tmp_path: Path) -> None:
+    text = LOCK_FILE.read_text()
+    version = read_lock()["pydantic"].version
+    other = tmp_path / "other.lock"
+    other.write_text(text.replace(f"\npydantic=={version} ", "\npydantic==0.0.1 ", 1))
+    with pytest.raises(PackagingError, match=r"pydantic .*make install"):
+        requirements_for("tasks", lock_file=other)
+    missing = tmp_path / "missing.lock"
+    missing.write_text(text.replace(f"\npydantic=={version} ", "\nnot-pydantic==1.0 ", 1))
+    with pytest.raises(PackagingError, match=r"pydantic .* not in .*make lock"):
+        requirements_for("tasks", lock_file=missing)
+
+
+def test_what_the_functions_import_is_declared() -> None:
+    runtime, _ = pyproject_requirements()
+    declared = {str(canonicalize_name(r.name)): r for r in runtime}
+    for module, distribution in IMPORT_TO_DISTRIBUTION.items():
+        requirement = Requirement(distribution)
+        name = str(canonicalize_name(requirement.name))
+        assert name in declared, f"{module} comes from {name}, not a dependency in pyproject"
+        assert requirement.extras <= declared[name].extras, f"{distribution}: declare its extras"
+
+
+def test_pyjwt_is_at_least_the_release_that_checks_crit_and_jwk_secrets() -> None:
+    runtime, _ = pyproject_requirements()
+    (pyjwt,) = [r for r in runtime if canonicalize_name(r.name) == "pyjwt"]
+    assert "crypto" in pyjwt.extras
+    assert not pyjwt.specifier.contains("2.12.1")
+    assert pyjwt.specifier.contains("2.13.0")
+
+
+def test_the_packages_target_the_supported_pythons() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    supported = SpecifierSet(project["requires-python"])
+    assert all(supported.contains(f"{version}.0") for version in TARGET_PYTHONS)
+    runtime = re.search(
+        r'runtime\s*=\s*"python(\d)(\d+)"', (REPO / "infra/functions.tf").read_text()
+    )
+    assert runtime, "infra/functions.tf names no Python runtime"
+    assert f"{runtime[1]}.{runtime[2]}" in TARGET_PYTHONS
 
 
 def test_requirements_list_only_what_each_function_imports(
     packages: dict[str, Package],
 ) -> None:
     for name, package in packages.items():
+        imported = set(package.imports)
         listed = requirement_names(package)
+        assert imported <= listed, name
         # Every function is served by functions-framework and reads its settings with pydantic.
-        assert {"functions-framework", "pydantic", "pydantic-settings"} <= listed, name
+        assert {"functions-framework", "pydantic", "pydantic-settings"} <= imported, name
         # Every function uses the database: in production through the connector.
-        assert {"sqlalchemy", "pg8000", "pgvector", "cloud-sql-python-connector"} <= listed, name
+        assert {"sqlalchemy", "pg8000", "pgvector", "cloud-sql-python-connector"} <= imported, name
         assert any(
             line.startswith("cloud-sql-python-connector[pg8000]==") for line in package.requirements
         )
         for distribution, allowed in ONLY_FOR.items():
             if name in allowed:
-                assert distribution in listed, f"{name} needs {distribution}"
+                assert distribution in imported, f"{name} needs {distribution}"
             else:
-                assert distribution not in listed, f"{name} does not import {distribution}"
-    # The HTTP functions verify tokens; ingest does not.
-    assert "pyjwt" not in requirement_names(packages["ingest"])
-    assert all("pyjwt" in requirement_names(p) for n, p in packages.items() if n != "ingest")
+                assert distribution not in imported, f"{name} does not import {distribution}"
+                if distribution in HEAVY:
+                    assert distribution not in listed, f"{name} installs {distribution}"
+    # The HTTP functions verify tokens; the event functions do not.
+    for name, package in packages.items():
+        if name in EVENT_FUNCTIONS:
+            assert "pyjwt" not in requirement_names(package), name
+        else:
+            assert "pyjwt" in package.imports, name
 
 
 def test_lazy_imports_count_as_requirements() -> None:
@@ -181,6 +317,8 @@ def test_lazy_imports_count_as_requirements() -> None:
     # calls it at request time, so the package must install it.
     assert any(line.startswith("google-cloud-storage==") for line in requirements_for("catalog"))
     assert not any(line.startswith("google-cloud-storage==") for line in requirements_for("tasks"))
+    # ... and with it what it depends on.
+    assert any(line.startswith("google-resumable-media==") for line in requirements_for("catalog"))
 
 
 # -- importing a package on its own ---------------------------------------------
@@ -273,7 +411,7 @@ def test_each_package_imports_alone_with_only_its_requirements(
         package = packages[name]
         assert report["entry"], f"main.py of {name} has no callable {name}"
         assert Path(report["shared"]).resolve().is_relative_to(package.directory.resolve())
-        allowed = _closure(package.requirements)
+        allowed = requirement_names(package)
         for file in (Path(f).resolve() for f in report["files"]):
             if file.is_relative_to(package.directory.resolve()):
                 continue
@@ -421,8 +559,11 @@ def test_a_push_of_another_object_is_acknowledged(ingest: Any, bucket: Any) -> N
 
 def test_an_unwrapped_push_is_not_understood(ingest: Any, bucket: Any) -> None:
     # With no_wrapper the body would be the bare object resource, which
-    # functions-framework cannot turn into a CloudEvent (400, so Pub/Sub would
-    # retry it into the dead-letter topic): the subscription must keep Pub/Sub's
-    # wrapper, and infra/pubsub.tf leaves no_wrapper unset.
+    # functions-framework cannot turn into a CloudEvent: the ingest function
+    # acknowledges it (a redelivery would be the same bytes) and ingests
+    # nothing, so the subscription must keep Pub/Sub's wrapper, and
+    # infra/pubsub.tf leaves no_wrapper unset.
     resource = {"kind": "storage#object", "bucket": bucket.name, "name": "x.pdf", "generation": "1"}
-    assert ingest.post("/", json=resource).status_code == 400
+    response = ingest.post("/", json=resource)
+    assert response.status_code == 200
+    assert response.get_data(as_text=True) == "acknowledged: not a CloudEvent"
