@@ -728,3 +728,57 @@ def test_a_name_left_behind_is_not_reused_until_it_is_deleted(
     # Once deleted, the name is free again.
     act(moderate, admin, "approve", first)
     assert state(sessions, first)["file_url"] == course_name
+
+
+def test_a_vanished_object_is_object_missing_and_take_down_unpublishes_it(
+    moderate: Any,
+    submit: Any,
+    user_token: Callable[..., Any],
+    admin: dict[str, str],
+    refs: dict[str, Any],
+    course_id: uuid.UUID,
+    sessions: sessionmaker[Session],
+    bucket: Any,
+) -> None:
+    _, student = user_token()
+    request_id = upload(submit, student, refs, course_id, filename="vanishing.pdf")
+    assert act(moderate, admin, "approve", request_id).json["results"][0]["ok"] is True
+    published = state(sessions, request_id)
+    bucket.blob(published["file_url"]).delete()  # deleted by hand, or lost
+
+    undo = act(moderate, admin, "undo_approve", request_id).json["results"][0]
+    assert (undo["ok"], undo["error"], undo["status"]) == (False, "object_missing", "approved")
+    assert "take_down" in undo["message"]
+    assert state(sessions, request_id) == published  # the row as it was
+
+    assert act(moderate, admin, "take_down", request_id).status_code == 422  # reason required
+    down = act(moderate, admin, "take_down", request_id, reason="file lost").json["results"][0]
+    assert (down["ok"], down["status"]) == (True, "rejected")
+    after = state(sessions, request_id)
+    assert after["status"] == "rejected"
+    assert after["material_url"] is None
+    assert after["points"] == after["ledger"] == 0  # the upload XP was taken back
+    assert objects_of(bucket, request_id) == []
+    # Nothing to bring back: undo_reject says so and leaves the row.
+    back = act(moderate, admin, "undo_reject", request_id).json["results"][0]
+    assert (back["ok"], back["error"], back["status"]) == (False, "object_missing", "rejected")
+
+
+def test_take_down_of_a_present_file_keeps_it_under_rejected(
+    moderate: Any,
+    submit: Any,
+    user_token: Callable[..., Any],
+    admin: dict[str, str],
+    refs: dict[str, Any],
+    course_id: uuid.UUID,
+    sessions: sessionmaker[Session],
+    bucket: Any,
+) -> None:
+    _, student = user_token()
+    request_id = upload(submit, student, refs, course_id, filename="complaint.pdf")
+    act(moderate, admin, "approve", request_id)
+    down = act(moderate, admin, "take_down", request_id, reason="copyright").json["results"][0]
+    assert down["ok"] is True
+    assert objects_of(bucket, request_id) == [f"rejected/{request_id}/complaint.pdf"]
+    assert state(sessions, request_id)["admin_note"] == "copyright"
+    assert act(moderate, admin, "undo_reject", request_id).json["results"][0]["ok"] is True
