@@ -8,6 +8,8 @@ performance goals: a hang would take the proxy's 60 s.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import threading
 import time
@@ -21,6 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import FileRequest, ObjectIntent
+from shared.log import JsonFormatter
 from tests.factories import make_course, make_lecturer, make_material_type
 from tests.faults import FaultProxy
 from tests.pdfs import make_pdf
@@ -85,6 +88,18 @@ def _requests_of(sessions: sessionmaker[Session], user_id: uuid.UUID) -> int:
         )
 
 
+class _JsonLines(logging.Handler):
+    """Formats each record when it is emitted, on the request's own thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+
 @pytest.mark.parametrize("mode", ["freeze", "drop"])
 def test_an_upload_to_a_dead_bucket_is_a_fast_503_and_stores_nothing(
     mode: str,
@@ -96,9 +111,19 @@ def test_an_upload_to_a_dead_bucket_is_a_fast_503_and_stores_nothing(
 ) -> None:
     user_id, headers = user_token()
     getattr(proxy, mode)()
-    response, elapsed = _timed(
-        lambda: apps["submit"].post("/", data=_form(refs, f"{mode} upload"), headers=headers)
-    )
+    captured = _JsonLines()
+    logging.getLogger("lectern").addHandler(captured)
+    try:
+        response, elapsed = _timed(
+            lambda: apps["submit"].post("/", data=_form(refs, f"{mode} upload"), headers=headers)
+        )
+    finally:
+        logging.getLogger("lectern").removeHandler(captured)
+    # The log line of the failure carries the id the caller was given, and the
+    # upstream's detail stays in the log.
+    failures = [line for line in captured.lines if line["severity"] == "ERROR"]
+    assert failures
+    assert {line.get("request_id") for line in failures} == {response.headers["X-Request-Id"]}
     assert response.status_code == 503
     assert response.json["error"]["code"] == "storage_unavailable"
     assert response.json["error"]["request_id"] == response.headers["X-Request-Id"]
