@@ -141,10 +141,15 @@ def server(function_client: Callable[[str], Any]) -> Iterator[int]:
     httpd.shutdown()
 
 
-def _chunked_post(port: int, headers: dict[str, str], chunks: Iterator[bytes]) -> tuple[int, Any]:
+def _chunked_post(
+    port: int,
+    headers: dict[str, str],
+    chunks: Iterator[bytes],
+    content_type: str = "application/json",
+) -> tuple[int, Any]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.putrequest("POST", "/")
-    for key, value in {**headers, "Content-Type": "application/json"}.items():
+    for key, value in {**headers, "Content-Type": content_type}.items():
         connection.putheader(key, value)
     connection.putheader("Transfer-Encoding", "chunked")
     connection.endheaders()
@@ -206,3 +211,38 @@ def test_a_session_on_a_file_unpublished_meanwhile_is_404_not_500(
         transaction.commit()
         opener.join(30)
     assert _error(answers[0], 404)["code"] == "not_found"
+
+
+@pytest.fixture(scope="module")
+def upload_server(function_client: Callable[[str], Any]) -> Iterator[int]:
+    """submit behind a real server, with a 1 MB upload cap."""
+    import os
+
+    os.environ["MAX_UPLOAD_MB"] = "1"
+    app = function_client("submit").application
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_port
+    httpd.shutdown()
+
+
+def test_a_chunked_upload_over_the_cap_is_a_json_413(
+    upload_server: int, user_token: Callable[..., Any]
+) -> None:
+    _, headers = user_token()
+    boundary = b"lecternboundary"
+    head = (
+        b"--" + boundary + b'\r\nContent-Disposition: form-data; name="title"\r\n\r\nBig\r\n'
+        b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="big.pdf"'
+        b"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4\n"
+    )
+    filler = (b"0" * 65536 for _ in range(40))  # 2.5 MiB, over 1 MB + 256 KiB
+    status, body = _chunked_post(
+        upload_server,
+        headers,
+        iter([head, *filler, b"\r\n--" + boundary + b"--\r\n"]),
+        content_type="multipart/form-data; boundary=lecternboundary",
+    )
+    assert status == 413
+    assert body["error"]["code"] == "payload_too_large"
