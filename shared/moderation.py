@@ -36,7 +36,7 @@ from sqlalchemy import select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import ledger
+from shared import audit, ledger
 from shared.db.engine import transaction
 from shared.db.models import (
     AuditLog,
@@ -70,12 +70,10 @@ __all__ = [
     "Outcome",
     "Plan",
     "apply_action",
-    "audit_to_json",
     "commit",
     "delete_unreferenced",
     "failure",
     "get_request",
-    "list_audit",
     "list_requests",
     "may_delete",
     "plan",
@@ -460,37 +458,15 @@ def record_audit(
     request_ids: list[uuid.UUID],
     meta: dict[str, Any],
 ) -> AuditLog:
-    entry = AuditLog(
-        actor_id=actor.id,
-        actor_name=actor.name or actor.email,
+    """One row per moderation call, ``bulk_<action>`` when it named several requests."""
+    return audit.record(
+        session,
+        actor=actor,
         action=f"bulk_{action}" if len(request_ids) > 1 else action,
         target_type="file_request",
-        target_ids=[str(request_id) for request_id in request_ids],
-        meta_data=meta,
+        target_ids=request_ids,
+        meta=meta,
     )
-    session.add(entry)
-    session.flush()
-    return entry
-
-
-def audit_to_json(entry: AuditLog) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "timestamp": entry.timestamp,
-        "actor_id": entry.actor_id,
-        "actor_name": entry.actor_name,
-        "action": entry.action,
-        "target_type": entry.target_type,
-        "target_ids": entry.target_ids,
-        "meta_data": entry.meta_data,
-    }
-
-
-def list_audit(session: Session, *, limit: int, before: datetime | None) -> list[dict[str, Any]]:
-    statement = select(AuditLog).order_by(AuditLog.timestamp.desc(), AuditLog.id.desc())
-    if before is not None:
-        statement = statement.where(AuditLog.timestamp < before)
-    return [audit_to_json(entry) for entry in session.scalars(statement.limit(limit))]
 
 
 def get_request(session: Session, *, request_id: uuid.UUID) -> dict[str, Any] | None:

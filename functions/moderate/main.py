@@ -11,7 +11,7 @@ import flask
 import functions_framework
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared import moderation
+from shared import audit, moderation
 from shared.config import Needs
 from shared.db.engine import transaction
 from shared.errors import NotFound
@@ -36,8 +36,13 @@ class RequestQuery(BaseModel):
 class AuditQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=50, ge=1, le=200)
+    actor_id: uuid.UUID | None = None
+    action: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,63}$")] | None = None
+    target_id: uuid.UUID | None = None
+    # Kept from the first contract: entries strictly older than this time.
     before: datetime | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = None
 
 
 class ActionBody(BaseModel):
@@ -140,12 +145,20 @@ def act(call: Call) -> flask.Response:
 
 
 @router.get("/audit")
-def audit(call: Call) -> flask.Response:
+def list_audit_log(call: Call) -> flask.Response:
     query = call.query(AuditQuery)
     with transaction(call.settings) as session:
         call.admin(session)
-        entries = moderation.list_audit(session, limit=query.limit, before=query.before)
-    return json_response({"entries": entries})
+        entries, next_cursor = audit.list_entries(
+            session,
+            actor_id=query.actor_id,
+            action=query.action,
+            target_id=query.target_id,
+            before=query.before,
+            limit=query.limit,
+            cursor=query.cursor,
+        )
+    return json_response({"entries": entries, "next_cursor": next_cursor})
 
 
 @functions_framework.http
