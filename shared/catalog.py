@@ -88,6 +88,8 @@ def _materials_query() -> Select[Material, str, str, str]:
         .join(Course, Course.id == Material.course_id)
         .join(Lecturer, Lecturer.id == Material.lecturer_id)
         .join(MaterialType, MaterialType.id == Material.type_id)
+        # Hidden (unpublished) materials are invisible here, as if they did not exist.
+        .where(Material.is_published)
     )
 
 

@@ -2,26 +2,35 @@
 
 No transaction and no row lock is held while the bucket is called: a frozen
 bucket must not hold a pooled connection, the request's row lock and the
-uploader's ``users`` row for as long as it stays frozen. So one transition is
-three short steps around one storage call:
+uploader's ``users`` row for as long as it stays frozen. So a moderation call
+(``run_call``) is short transactions around its storage calls:
 
-1. ``plan`` (transaction 1): lock the request, check the transition, choose
-   the destination name and record an ``ObjectIntent`` for it (approvals
-   into one folder take turns, under an advisory lock, and never choose a
-   name that a material or an intent holds), commit;
-2. copy the object to the destination (no transaction);
-3. ``commit`` (transaction 2): lock the request again, check that nothing
-   moved it meanwhile (status and object as planned), apply the change (the
-   material, the ledger, the course activity), point the row at the copy,
-   drop the destination's intent and record one for the old object, commit;
-4. ``delete_unreferenced`` (after 2 failed, or after 3): delete the copy, or
-   the old object, by its generation, unless a row or another intent refers
-   to that name, then drop the intent.
+1. ``plan``, per item (a short transaction each): lock the request, check
+   the transition, choose the destination name and record an
+   ``ObjectIntent`` for it (approvals into one folder take turns, under an
+   advisory lock, and never choose a name that a material or an intent
+   holds), commit;
+2. copy each object to its destination (no transaction);
+3. one transaction for the whole call: per item, under a savepoint,
+   ``commit`` locks the request again, checks nothing moved it meanwhile
+   (status and object as planned), applies the change (the material, the
+   ledger, the course activity), points the row at the copy, drops the
+   destination's intent and records one for the old object; then the call's
+   audit row, in the same transaction, so a change and its record commit
+   or fail together;
+4. ``delete_unreferenced``: delete each old object, and each copy whose
+   item failed, by its generation, unless a row or another intent refers to
+   that name, then drop the intent.
 
 A crash between any two steps leaves an intent naming an object no row
 refers to, which ``shared.sweep`` deletes later; at no point does a committed
 row point at an object that does not exist (except a rejected file past its
 retention, which ``undo_reject`` reports as ``object_missing``).
+
+Unpublishing (``undo_approve``) moves nothing: the material is hidden
+(``is_published``) and its object stays in the course folder, so students'
+notes, progress, recent files and the chunks are kept, and approving again
+shows the same object (same generation: no re-ingestion) with all of it.
 """
 
 from __future__ import annotations
@@ -47,13 +56,14 @@ from shared.db.models import (
     PointsTransaction,
     User,
 )
-from shared.db.outage import is_unavailable, sqlstate
+from shared.db.outage import sqlstate
 from shared.pagination import after_key, split_page
 from shared.progress import refresh_course_activity
 from shared.storage import (
     StorageUnavailable,
     course_object,
     get_bucket,
+    in_course_folder,
     numbered,
     pending_object,
     rejected_object,
@@ -69,7 +79,6 @@ __all__ = [
     "ItemError",
     "Outcome",
     "Plan",
-    "apply_action",
     "commit",
     "delete_unreferenced",
     "failure",
@@ -78,6 +87,7 @@ __all__ = [
     "may_delete",
     "plan",
     "record_audit",
+    "run_call",
 ]
 
 log = logging.getLogger("lectern.moderation")
@@ -113,7 +123,12 @@ class Plan:
     action: str
     old_object: str
     new_object: str
-    intent_id: uuid.UUID
+    # None when nothing is copied (the object stays where it is).
+    intent_id: uuid.UUID | None
+
+    @property
+    def moves(self) -> bool:
+        return self.new_object != self.old_object
 
 
 @dataclass
@@ -182,6 +197,9 @@ def plan(session: Session, *, request_id: uuid.UUID, action: str) -> Plan:
     if action == "undo_reject":
         _raise_if_live_duplicate(session, request)
     filename = safe_filename(request.original_filename)
+    if action == "undo_approve" or (action == "approve" and in_course_folder(request.file_url)):
+        # Unpublished in place, or published again from there: nothing moves.
+        return Plan(request.id, action, request.file_url, request.file_url, None)
     if action == "approve":
         course = session.get(Course, request.course_id)
         assert course is not None
@@ -207,9 +225,10 @@ def commit(
     old_generation: int | None,
     reason: str | None,
 ) -> Outcome:
-    """Transaction 2: apply the planned transition if the request is still as planned.
+    """Step 3 for one item: apply the planned transition if the request is still as planned.
 
-    ``generation`` is the copy's (None when ``take_down`` found no object).
+    ``generation`` is the copy's: None when nothing was copied (the object
+    stays, or ``take_down`` found none).
     """
     request = _check_state(_locked_request(session, planned.request_id), planned.action)
     if request.file_url != planned.old_object:
@@ -218,8 +237,9 @@ def commit(
         )
     action = planned.action
     _, target_status = ACTIONS[action]
+    material = session.get(Material, request.id)
     if action == "approve":
-        _publish(session, settings, request, planned.new_object)
+        _publish(session, settings, request, planned.new_object, generation)
     elif action == "reject":
         request.admin_note = reason
     elif action == "undo_approve":
@@ -231,28 +251,28 @@ def commit(
         # A resubmission of the same bytes may have gone live since transaction 1.
         _raise_if_live_duplicate(session, request)
         request.admin_note = None
+    if material is not None and action != "approve":
+        # A hidden material follows its object (names stay taken while it exists).
+        material.file_url = planned.new_object
     request.status = target_status
     request.file_url = planned.new_object
     request.updated_at = datetime.now(UTC)
-    # Constraint violations surface here and roll everything back.
+    # Constraint violations surface here and roll the item back.
     session.flush()
-    if action == "approve":
-        # The pipeline ingests this generation of the object, or a newer one.
-        material = session.get(Material, request.id)
-        assert material is not None
-        material.ingest_generation = generation
-    drop_intent(session, planned.intent_id)
-    stale = ObjectIntent(
-        id=uuid.uuid4(),
-        name=planned.old_object,
-        generation=old_generation,
-        request_id=request.id,
-    )
-    session.add(stale)
-    session.flush()
-    return Outcome(
-        request.id, request.title, target_status, (stale.id, stale.name, stale.generation)
-    )
+    stale = None
+    if planned.intent_id is not None:
+        drop_intent(session, planned.intent_id)
+    if planned.moves:
+        intent = ObjectIntent(
+            id=uuid.uuid4(),
+            name=planned.old_object,
+            generation=old_generation,
+            request_id=request.id,
+        )
+        session.add(intent)
+        session.flush()
+        stale = (intent.id, intent.name, intent.generation)
+    return Outcome(request.id, request.title, target_status, stale)
 
 
 def may_delete(
@@ -288,70 +308,207 @@ def current_state(session: Session, request_id: uuid.UUID) -> FileRequest | None
     return session.get(FileRequest, request_id)
 
 
-def apply_action(
-    settings: Settings, *, request_id: uuid.UUID, action: str, reason: str | None
-) -> tuple[dict[str, Any], str]:
-    """One item of a moderation call, as the steps above; its failure is its own result.
+@dataclass
+class _Staged:
+    """An item planned and copied, waiting for step 3."""
+
+    planned: Plan
+    generation: int | None
+    old_generation: int | None
+
+
+def run_call(
+    settings: Settings,
+    *,
+    actor: User | None,
+    action: str,
+    request_ids: list[uuid.UUID],
+    reason: str | None,
+    actor_name: str | None = None,
+) -> list[dict[str, Any]]:
+    """One moderation call, as the steps above: a result per request, in order.
 
     Owns its transactions, as the steps need (like ``shared.pipeline.ingest``).
-
-    Raises ``StorageUnavailable`` (after undoing what it began) so the caller
-    stops instead of waiting on the bucket once per remaining item.
+    One item's failure is its own result. When the bucket stops answering,
+    the remaining items are reported ``storage_unavailable`` without being
+    tried; if no item can succeed then, ``StorageUnavailable`` is raised (503)
+    after undoing what was begun. A failure of step 3 itself (the database,
+    or the audit row) fails the whole call, with every copy deleted.
     """
     bucket = get_bucket(settings)
+    results: dict[uuid.UUID, dict[str, Any]] = {}
+    staged: list[_Staged] = []
+    outage: StorageUnavailable | None = None
+    for request_id in request_ids:
+        if outage is not None:
+            results[request_id] = failure(request_id, _not_tried())
+            continue
+        try:
+            with transaction(settings) as session:
+                planned = plan(session, request_id=request_id, action=action)
+        except ItemError as error:
+            results[request_id] = failure(request_id, error)
+            continue
+        try:
+            staged.append(_copy(settings, bucket, planned))
+        except ItemError as error:
+            results[request_id] = failure(request_id, error)
+        except StorageUnavailable as error:
+            outage = error
+            results[request_id] = failure(request_id, _not_tried())
+    if outage is not None and not staged:
+        _record_call(settings, actor, actor_name, action, request_ids, reason, results, [])
+        raise outage
+    leftovers = _commit_all(
+        settings, actor, actor_name, action, request_ids, reason, staged, results
+    )
+    for intent_id, name, generation in leftovers:
+        delete_unreferenced(settings, intent_id, name, generation)
+    return [results[request_id] for request_id in request_ids]
+
+
+def _not_tried() -> ItemError:
+    return ItemError("storage_unavailable", "file storage is unavailable; try again shortly", None)
+
+
+def _copy(settings: Settings, bucket: Any, planned: Plan) -> _Staged:
+    """Step 2 for one item; an item error after dropping its intent."""
     try:
-        with transaction(settings) as session:
-            planned = plan(session, request_id=request_id, action=action)
-    except ItemError as error:
-        return failure(request_id, error), ""
-    try:
+        if not planned.moves:
+            # Nothing to copy, but the row must not be left pointing at nothing.
+            if bucket.generation(planned.old_object) is None:
+                raise FileNotFoundError(planned.old_object)
+            return _Staged(planned, None, None)
         generation, old_generation = bucket.copy(planned.old_object, planned.new_object)
     except FileNotFoundError:
-        if action != "take_down":
-            _forget(settings, planned.intent_id)
-            return failure(request_id, _missing(settings, planned)), ""
-        generation, old_generation = None, None
-    except Exception as error:
+        if planned.action == "take_down":
+            # Unpublish even so; there is nothing to keep under rejected/.
+            return _Staged(planned, None, None)
         _forget(settings, planned.intent_id)
-        if isinstance(error, StorageUnavailable):
-            raise
-        log.exception("moderation copy failed", extra={"request_id": str(request_id)})
-        return failure(request_id, ItemError("internal_error", "try again")), ""
+        raise _missing(settings, planned) from None
+    except StorageUnavailable:
+        _forget(settings, planned.intent_id)
+        raise
+    except Exception:
+        _forget(settings, planned.intent_id)
+        log.exception("moderation copy failed", extra={"request_id": str(planned.request_id)})
+        raise ItemError("internal_error", "try again") from None
+    return _Staged(planned, generation, old_generation)
+
+
+def _commit_all(
+    settings: Settings,
+    actor: User | None,
+    actor_name: str | None,
+    action: str,
+    request_ids: list[uuid.UUID],
+    reason: str | None,
+    staged: list[_Staged],
+    results: dict[uuid.UUID, dict[str, Any]],
+) -> list[tuple[uuid.UUID, str, int | None]]:
+    """Step 3: every staged item under its own savepoint, and the audit row, in one
+    transaction. Returns the objects to delete: old ones, and copies of failed items."""
+    titles: list[str] = []
+    stale: list[tuple[uuid.UUID, str, int | None]] = []
+    copies: list[tuple[uuid.UUID, str, int | None]] = []
     try:
         with transaction(settings) as session:
-            outcome = commit(
-                session,
-                settings,
-                planned,
-                generation=generation,
-                old_generation=old_generation,
-                reason=reason,
-            )
-    except BaseException as error:
-        # The copy is nobody's: delete it, unless a concurrent action made it theirs.
-        if generation is not None:
-            delete_unreferenced(settings, planned.intent_id, planned.new_object, generation)
-        if isinstance(error, ItemError):
-            return failure(request_id, error), ""
-        if isinstance(error, IntegrityError):
-            # A concurrent change won a unique key (the same bytes live again in
-            # the course): nothing was changed.
-            log.warning("moderation step conflicted", extra={"request_id": str(request_id)})
-            conflict = ItemError(
-                "duplicate_file" if sqlstate(error) == _UNIQUE_VIOLATION else "conflict",
-                "the same file is live again in this course"
-                if sqlstate(error) == _UNIQUE_VIOLATION
-                else "a concurrent change conflicts with this one; reload and try again",
-            )
-            return failure(request_id, conflict), ""
-        if not isinstance(error, Exception) or is_unavailable(error):
-            raise
-        log.exception("moderation step failed", extra={"request_id": str(request_id)})
-        return failure(request_id, ItemError("internal_error", "try again")), ""
-    if outcome.stale is not None:
-        intent_id, name, stale_generation = outcome.stale
-        delete_unreferenced(settings, intent_id, name, stale_generation)
-    return {"request_id": request_id, "ok": True, "status": outcome.status}, outcome.title
+            # In id order, so two calls naming the same requests lock them alike.
+            for item in sorted(staged, key=lambda item: str(item.planned.request_id)):
+                request_id = item.planned.request_id
+                copy = (item.planned.intent_id, item.planned.new_object, item.generation)
+                savepoint = session.begin_nested()
+                try:
+                    outcome = commit(
+                        session,
+                        settings,
+                        item.planned,
+                        generation=item.generation,
+                        old_generation=item.old_generation,
+                        reason=reason,
+                    )
+                except (ItemError, IntegrityError) as error:
+                    savepoint.rollback()
+                    results[request_id] = failure(request_id, _item_error(request_id, error))
+                    if copy[0] is not None and item.generation is not None:
+                        copies.append(copy)  # type: ignore[arg-type]
+                    continue
+                savepoint.commit()
+                results[request_id] = {
+                    "request_id": request_id,
+                    "ok": True,
+                    "status": outcome.status,
+                }
+                titles.append(outcome.title)
+                if outcome.stale is not None:
+                    stale.append(outcome.stale)
+            _audit(session, actor, actor_name, action, request_ids, reason, results, titles)
+    except Exception:
+        # Nothing of step 3 committed: no row refers to any copy.
+        for item in staged:
+            if item.planned.intent_id is not None and item.generation is not None:
+                delete_unreferenced(
+                    settings, item.planned.intent_id, item.planned.new_object, item.generation
+                )
+        raise
+    return stale + copies
+
+
+def _item_error(request_id: uuid.UUID, error: Exception) -> ItemError:
+    if isinstance(error, ItemError):
+        return error
+    # A concurrent change won a unique key (the same bytes live again in the
+    # course, a name taken): nothing of this item was changed.
+    log.warning("moderation step conflicted", extra={"request_id": str(request_id)})
+    if sqlstate(error) == _UNIQUE_VIOLATION:
+        return ItemError("duplicate_file", "the same file is live again in this course")
+    return ItemError(
+        "conflict", "a concurrent change conflicts with this one; reload and try again"
+    )
+
+
+def _audit(
+    session: Session,
+    actor: User | None,
+    actor_name: str | None,
+    action: str,
+    request_ids: list[uuid.UUID],
+    reason: str | None,
+    results: dict[uuid.UUID, dict[str, Any]],
+    titles: list[str],
+) -> None:
+    done = [results[request_id] for request_id in request_ids if request_id in results]
+    record_audit(
+        session,
+        actor=actor,
+        actor_name=actor_name,
+        action=action,
+        request_ids=request_ids,
+        meta={
+            "count": len(request_ids),
+            "succeeded": sum(1 for result in done if result["ok"]),
+            "titles": titles,
+            "reason": reason,
+            "failures": {
+                str(result["request_id"]): result["error"] for result in done if not result["ok"]
+            },
+        },
+    )
+
+
+def _record_call(
+    settings: Settings,
+    actor: User | None,
+    actor_name: str | None,
+    action: str,
+    request_ids: list[uuid.UUID],
+    reason: str | None,
+    results: dict[uuid.UUID, dict[str, Any]],
+    titles: list[str],
+) -> None:
+    """The audit row of a call that changed nothing (its failures are still worth a record)."""
+    with transaction(settings) as session:
+        _audit(session, actor, actor_name, action, request_ids, reason, results, titles)
 
 
 def failure(request_id: uuid.UUID, error: ItemError) -> dict[str, Any]:
@@ -359,7 +516,9 @@ def failure(request_id: uuid.UUID, error: ItemError) -> dict[str, Any]:
     return {**result, "error": error.code, "message": error.message}
 
 
-def _forget(settings: Settings, intent_id: uuid.UUID) -> None:
+def _forget(settings: Settings, intent_id: uuid.UUID | None) -> None:
+    if intent_id is None:
+        return
     with transaction(settings) as session:
         drop_intent(session, intent_id)
 
@@ -393,24 +552,43 @@ def delete_unreferenced(
         log.warning("left %s for the sweep", name, exc_info=True)
 
 
-def _publish(session: Session, settings: Settings, request: FileRequest, object_name: str) -> None:
+def _publish(
+    session: Session,
+    settings: Settings,
+    request: FileRequest,
+    object_name: str,
+    generation: int | None,
+) -> None:
+    """Create the material, or show a hidden one again (its rows come back as they were).
+
+    ``generation`` is that of a new copy, which the pipeline ingests (or a
+    newer one); None when the object did not move, so nothing is re-ingested.
+    """
     request.approval_episode += 1
-    session.add(
-        Material(
+    material = session.get(Material, request.id)
+    if material is None:
+        material = Material(
             id=request.id,
-            title=request.title,
-            academic_year=request.academic_year,
-            material_year=request.material_year,
-            course_id=request.course_id,
-            lecturer_id=request.lecturer_id,
-            type_id=request.type_id,
             uploader_id=request.user_id,
-            notes=request.notes,
-            file_url=object_name,
             page_count=request.page_count,
             sha256=request.sha256,
         )
-    )
+        session.add(material)
+    # The request's metadata may have been edited while it was pending.
+    material.title = request.title
+    material.academic_year = request.academic_year
+    material.material_year = request.material_year
+    material.course_id = request.course_id
+    material.lecturer_id = request.lecturer_id
+    material.type_id = request.type_id
+    material.notes = request.notes
+    material.file_url = object_name
+    material.is_published = True
+    material.unpublished_at = None
+    if generation is not None:
+        material.ingest_generation = generation
+        material.ingest_status = "queued"
+        material.ingest_attempts = 0
     session.flush()
     ledger.award(
         session,
@@ -425,10 +603,11 @@ def _publish(session: Session, settings: Settings, request: FileRequest, object_
 
 
 def _unpublish(session: Session, request: FileRequest) -> None:
+    """Hide the material; students' notes, progress, recent files and chunks stay."""
     material = session.get(Material, request.id)
     if material is not None:
-        # Chunks, sessions, notes and recent-file rows go with it (ON DELETE CASCADE).
-        session.delete(material)
+        material.is_published = False
+        material.unpublished_at = datetime.now(UTC)
         session.flush()
     awarded = session.scalar(
         select(PointsTransaction.amount).where(
@@ -453,15 +632,17 @@ def _unpublish(session: Session, request: FileRequest) -> None:
 def record_audit(
     session: Session,
     *,
-    actor: User,
+    actor: User | None,
     action: str,
     request_ids: list[uuid.UUID],
     meta: dict[str, Any],
+    actor_name: str | None = None,
 ) -> AuditLog:
     """One row per moderation call, ``bulk_<action>`` when it named several requests."""
     return audit.record(
         session,
         actor=actor,
+        actor_name=actor_name,
         action=f"bulk_{action}" if len(request_ids) > 1 else action,
         target_type="file_request",
         target_ids=request_ids,

@@ -24,7 +24,9 @@ def read_notes(
 
 def published_page_count(session: Session, *, file_id: uuid.UUID) -> int | None:
     """The file's page count, or None when it is not a published material."""
-    return session.scalar(select(Material.page_count).where(Material.id == file_id))
+    return session.scalar(
+        select(Material.page_count).where(Material.id == file_id, Material.is_published)
+    )
 
 
 def write_notes(

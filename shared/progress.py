@@ -1,7 +1,8 @@
 """Per-user course activity (the seed's user_course_activities).
 
 ``total_files`` is the course's number of published materials and
-``files_completed`` the number of them the user has completed at least once;
+``files_completed`` the number of them the user has completed at least once
+(hidden materials count for neither, and count again once shown);
 both are recomputed from their sources rather than incremented, so a retry or
 a material that comes and goes can never leave them wrong.
 """
@@ -28,12 +29,13 @@ STATUS_SQL = """
 _REFRESH = text(
     """
     WITH totals AS (
-        SELECT count(*) AS total FROM materials WHERE course_id = :course_id
+        SELECT count(*) AS total FROM materials
+         WHERE course_id = :course_id AND is_published
     ), done AS (
         SELECT activity.user_id,
                (SELECT count(DISTINCT s.file_id)
                   FROM file_viewing_sessions s
-                  JOIN materials m ON m.id = s.file_id
+                  JOIN materials m ON m.id = s.file_id AND m.is_published
                  WHERE s.user_id = activity.user_id
                    AND m.course_id = :course_id
                    AND s.is_complete) AS completed

@@ -79,7 +79,7 @@ def start_session(
 ) -> FileViewingSession | None:
     """A new session on a published material (None if there is no such material)."""
     material = session.get(Material, file_id)
-    if material is None:
+    if material is None or not material.is_published:
         return None
     viewing = FileViewingSession(
         user_id=user_id,
@@ -107,6 +107,8 @@ _BEAT = text(
                s.started_at, s.last_beat_at
           FROM file_viewing_sessions s
           JOIN users u ON u.id = s.user_id
+          -- A session on an unpublished material is kept, but not credited (404).
+          JOIN materials m ON m.id = s.file_id AND m.is_published
          WHERE s.id = :session_id AND u.auth0_id = :subject
            FOR UPDATE OF s
     ), credit AS (
@@ -247,7 +249,7 @@ def list_recent(session: Session, *, user_id: uuid.UUID, limit: int) -> list[dic
     rows = session.execute(
         select(UserRecentFile.file_id, Material.title, Material.course_id, UserRecentFile.viewed_at)
         .join(Material, Material.id == UserRecentFile.file_id)
-        .where(UserRecentFile.user_id == user_id)
+        .where(UserRecentFile.user_id == user_id, Material.is_published)
         .order_by(UserRecentFile.viewed_at.desc())
         .limit(limit)
     ).all()

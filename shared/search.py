@@ -16,8 +16,9 @@ Two arms, each returning ``candidates`` chunk ids in rank order:
 
 Reciprocal Rank Fusion (k = 60) adds 1/(60 + rank) from each arm a chunk
 appears in. At most ``MAX_PER_MATERIAL`` chunks of one material are kept, so
-one long file cannot fill the page. Chunks exist only for published
-materials (undoing an approval deletes them), so nothing else can be returned.
+one long file cannot fill the page. Both arms join the chunk's material and
+keep only published ones: an undone approval hides its material but keeps
+its chunks (for when it is approved again), and they are never returned.
 """
 
 from __future__ import annotations
@@ -115,7 +116,10 @@ class SearchFilters:
 
 
 def _filtered(statement: Select[Any], filters: SearchFilters) -> Select[Any]:
-    statement = statement.join(Material, Material.id == MaterialChunk.material_id)
+    # Chunks of a hidden (unpublished) material stay, for when it is shown again.
+    statement = statement.join(Material, Material.id == MaterialChunk.material_id).where(
+        Material.is_published
+    )
     if filters.course_id is not None:
         statement = statement.where(Material.course_id == filters.course_id)
     if filters.type_id is not None:
@@ -228,7 +232,7 @@ def search(
             snippet,
         )
         .join(Material, Material.id == MaterialChunk.material_id)
-        .where(MaterialChunk.id.in_(list(scores)))
+        .where(MaterialChunk.id.in_(list(scores)), Material.is_published)
     ).all()
     # RRF ties are common (one arm's first is the other's second). They go to
     # the lexical order: it is IDF-weighted over this very corpus, which

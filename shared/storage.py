@@ -40,6 +40,7 @@ __all__ = [
     "course_object",
     "download_url",
     "get_bucket",
+    "in_course_folder",
     "numbered",
     "pending_object",
     "rejected_object",
@@ -106,6 +107,11 @@ def pending_object(request_id: uuid.UUID, filename: str) -> str:
 
 def rejected_object(request_id: uuid.UUID, filename: str) -> str:
     return f"rejected/{request_id}/{filename}"
+
+
+def in_course_folder(object_name: str) -> bool:
+    """A published name (``course_object`` never makes a ``pending`` or ``rejected`` folder)."""
+    return not object_name.startswith(("pending/", "rejected/"))
 
 
 def course_object(course_name: str, filename: str) -> str:

@@ -113,7 +113,9 @@ def state(sessions: sessionmaker[Session], request_id: str) -> dict[str, Any]:
             "status": request.status,
             "file_url": request.file_url,
             "admin_note": request.admin_note,
-            "material_url": material.file_url if material else None,
+            # A hidden (unpublished) material is no published url.
+            "material_url": material.file_url if material and material.is_published else None,
+            "hidden": material is not None and not material.is_published,
             "points": user.total_points,
             "ledger": int(ledger or 0),
         }
@@ -159,13 +161,18 @@ def test_full_cycle_with_xp_audit_and_objects(
 
     act(moderate, admin, "undo_approve", request_id)
     undone = state(sessions, request_id)
-    assert (undone["status"], undone["material_url"]) == ("pending", None)
+    assert (undone["status"], undone["material_url"], undone["hidden"]) == ("pending", None, True)
     assert (undone["points"], undone["ledger"]) == (0, 0)
-    assert objects_of(bucket, request_id) == [f"pending/{request_id}/Week 3 - Parsing.pdf"]
+    # Unpublished in place: the object stays where it was, with its generation.
+    assert undone["file_url"] == approved["file_url"]
+    assert objects_of(bucket, request_id) == [approved["file_url"]]
+    generation = bucket.get_blob(approved["file_url"]).generation
 
     act(moderate, admin, "approve", request_id)
     again = state(sessions, request_id)
     assert (again["status"], again["points"], again["ledger"]) == ("approved", 50, 50)
+    assert again["material_url"] == approved["file_url"]
+    assert bucket.get_blob(approved["file_url"]).generation == generation  # nothing re-ingested
 
     act(moderate, admin, "undo_approve", request_id)
     rejected = act(moderate, admin, "reject", request_id, reason="Blurry scans, please re-upload")
@@ -460,7 +467,7 @@ def test_a_failed_copy_changes_nothing(
     assert act(moderate, admin, "approve", request_id).json["results"][0]["ok"] is True
 
 
-def test_a_failed_delete_after_commit_is_repaired_by_the_next_action(
+def test_a_failed_delete_after_commit_is_left_to_the_sweep(
     moderate: Any,
     submit: Any,
     user_token: Callable[..., Any],
@@ -483,13 +490,16 @@ def test_a_failed_delete_after_commit_is_repaired_by_the_next_action(
     approved = state(sessions, request_id)
     assert approved["status"] == "approved"
     assert approved["points"] == 50
-    # The stale pending copy is left behind, referred to by nothing.
+    # The stale pending copy is left behind, referred to by nothing but its intent.
     assert objects_of(bucket, request_id) == sorted([pending, approved["file_url"]])
-    # Undo overwrites it, and the cycle goes on.
+    with sessions.begin() as session:
+        assert pending in session.scalars(select(ObjectIntent.name)).all()
+    # The cycle goes on meanwhile, and the sweep removes the leftover.
     assert act(moderate, admin, "undo_approve", request_id).json["results"][0]["ok"] is True
-    assert objects_of(bucket, request_id) == [pending]
     assert act(moderate, admin, "approve", request_id).json["results"][0]["ok"] is True
     assert state(sessions, request_id)["points"] == 50
+    _sweep_now()
+    assert objects_of(bucket, request_id) == [approved["file_url"]]
 
 
 def test_listing_requests_and_audit(
@@ -652,6 +662,7 @@ def _committed_without_cleanup(
     settings = load_settings()
     with sessions.begin() as session:
         planned = plan(session, request_id=uuid.UUID(request_id), action=action)
+    assert planned.moves
     generation, old_generation = Bucket(settings).copy(planned.old_object, planned.new_object)
     with sessions.begin() as session:
         outcome = commit(
@@ -660,7 +671,7 @@ def _committed_without_cleanup(
             planned,
             generation=generation,
             old_generation=old_generation,
-            reason=None,
+            reason="for the test",
         )
     assert outcome.stale is not None
     return outcome.stale
@@ -676,15 +687,15 @@ def test_a_late_cleanup_never_deletes_a_file_moved_back_meanwhile(
     sessions: sessionmaker[Session],
     bucket: Any,
 ) -> None:
-    """Admin A approves; before A's delete of the pending copy runs, admin B undoes
+    """Admin A rejects; before A's delete of the pending copy runs, admin B undoes
     (which writes the pending object again). A's late delete must leave it."""
     from shared.config import load_settings
     from shared.moderation import delete_unreferenced
 
     _, student = user_token()
     request_id = upload(submit, student, refs, course_id, filename="raced.pdf")
-    intent_id, name, generation = _committed_without_cleanup(sessions, request_id, "approve")
-    assert act(moderate, admin, "undo_approve", request_id).json["results"][0]["ok"] is True
+    intent_id, name, generation = _committed_without_cleanup(sessions, request_id, "reject")
+    assert act(moderate, admin, "undo_reject", request_id).json["results"][0]["ok"] is True
     delete_unreferenced(load_settings(), intent_id, name, generation)
     pending = f"pending/{request_id}/raced.pdf"
     assert objects_of(bucket, request_id) == [pending]
@@ -717,15 +728,16 @@ def test_a_name_left_behind_is_not_reused_until_it_is_deleted(
     second = upload(submit, student, refs, course_id, filename="shared name.pdf")
     act(moderate, admin, "approve", first)
     course_name = state(sessions, first)["file_url"]
-    intent_id, name, generation = _committed_without_cleanup(sessions, first, "undo_approve")
+    intent_id, name, generation = _committed_without_cleanup(sessions, first, "take_down")
     assert name == course_name
     act(moderate, admin, "approve", second)
     second_name = state(sessions, second)["file_url"]
     assert second_name == course_name.replace("shared name.pdf", "shared name (2).pdf")
     delete_unreferenced(load_settings(), intent_id, name, generation)
     assert objects_of(bucket, second) == [second_name]
-    assert objects_of(bucket, first) == [f"pending/{first}/shared name.pdf"]
+    assert objects_of(bucket, first) == [f"rejected/{first}/shared name.pdf"]
     # Once deleted, the name is free again.
+    act(moderate, admin, "undo_reject", first)
     act(moderate, admin, "approve", first)
     assert state(sessions, first)["file_url"] == course_name
 

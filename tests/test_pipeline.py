@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import Material, MaterialChunk
@@ -293,7 +293,7 @@ def test_a_newer_generation_wins_and_a_late_older_event_does_nothing(
     assert material_state(sessions, material_id)["ingest_generation"] == int(new["generation"])
 
 
-def test_undoing_an_approval_removes_the_chunks_and_a_late_event_does_nothing(
+def test_undoing_an_approval_hides_the_chunks_and_approving_again_needs_no_ingestion(
     apps: dict[str, Any],
     user_token: Callable[..., Any],
     refs: dict[str, Any],
@@ -305,21 +305,28 @@ def test_undoing_an_approval_removes_the_chunks_and_a_late_event_does_nothing(
     )
     resource = resource_of(bucket, name)
     assert deliver(apps, pubsub_event(resource)) == 200
-    assert len(chunks_of(sessions, material_id)) == 1
+    before = [chunk.id for chunk in chunks_of(sessions, material_id)]
+    assert len(before) == 1
     _, admin = user_token(role="ADMIN")
-    apps["moderate"].post(
-        "/actions", json={"action": "undo_approve", "request_ids": [material_id]}, headers=admin
-    )
-    assert chunks_of(sessions, material_id) == []
+    _, student = user_token()
+
+    def act(action: str) -> None:
+        body = {"action": action, "request_ids": [material_id]}
+        result = apps["moderate"].post("/actions", json=body, headers=admin).json["results"][0]
+        assert result["ok"] is True, result
+
+    act("undo_approve")
+    # Hidden, not deleted: the chunks stay, and a late event changes nothing.
+    assert [chunk.id for chunk in chunks_of(sessions, material_id)] == before
+    assert apps["catalog"].get(f"/materials/{material_id}", headers=student).status_code == 404
     assert deliver(apps, pubsub_event(resource)) == 200
-    assert chunks_of(sessions, material_id) == []
-    with sessions.begin() as session:
-        assert (
-            session.scalar(
-                select(func.count()).where(MaterialChunk.material_id == uuid.UUID(material_id))
-            )
-            == 0
-        )
+    assert [chunk.id for chunk in chunks_of(sessions, material_id)] == before
+    act("approve")
+    # The same object generation: the same chunks, still ready, nothing to re-ingest.
+    assert resource_of(bucket, name)["generation"] == resource["generation"]
+    assert [chunk.id for chunk in chunks_of(sessions, material_id)] == before
+    shown = apps["catalog"].get(f"/materials/{material_id}", headers=student).json["material"]
+    assert (shown["ingest_status"], shown["chunk_count"]) == ("ready", 1)
 
 
 def test_parallel_duplicate_deliveries_leave_one_chunk_set(

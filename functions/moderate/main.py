@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import flask
 import functions_framework
@@ -17,7 +17,7 @@ from shared.db.engine import transaction
 from shared.errors import NotFound
 from shared.fields import MultilineText
 from shared.http import Call, build_router, json_response
-from shared.storage import StorageUnavailable, download_url
+from shared.storage import download_url
 
 log = logging.getLogger("lectern.moderate")
 router = build_router(Needs.STORAGE)
@@ -93,54 +93,14 @@ def act(call: Call) -> flask.Response:
     with transaction(call.settings) as session:
         admin = call.admin(session)
     body = call.json(ActionBody)
-    request_ids = list(dict.fromkeys(body.request_ids))
-    results: list[dict[str, Any]] = []
-    titles: list[str] = []
-    for index, request_id in enumerate(request_ids):
-        try:
-            result, title = moderation.apply_action(
-                call.settings, request_id=request_id, action=body.action, reason=body.reason
-            )
-        except StorageUnavailable:
-            if not any(result["ok"] for result in results):
-                raise
-            # Some items are done: report them, and the rest as not attempted.
-            unavailable = moderation.ItemError(
-                "storage_unavailable", "file storage is unavailable; try again shortly"
-            )
-            results += [moderation.failure(rest, unavailable) for rest in request_ids[index:]]
-            break
-        results.append(result)
-        if title:
-            titles.append(title)
-    audit = {
-        "count": len(request_ids),
-        "succeeded": sum(1 for result in results if result["ok"]),
-        "titles": titles,
-        "reason": body.reason,
-        "failures": {
-            str(result["request_id"]): result["error"] for result in results if not result["ok"]
-        },
-    }
-    try:
-        with transaction(call.settings) as session:
-            moderation.record_audit(
-                session, actor=admin, action=body.action, request_ids=request_ids, meta=audit
-            )
-    except Exception:
-        # The items are committed already: answer with their results, and keep
-        # the audit entry in the error log so it can be restored from there.
-        log.exception(
-            "audit row not written",
-            extra={
-                "audit": {
-                    **audit,
-                    "action": body.action,
-                    "actor_id": str(admin.id),
-                    "request_ids": [str(r) for r in request_ids],
-                }
-            },
-        )
+    results = moderation.run_call(
+        call.settings,
+        actor=admin,
+        action=body.action,
+        # Repeated ids are collapsed, the first occurrence kept.
+        request_ids=list(dict.fromkeys(body.request_ids)),
+        reason=body.reason,
+    )
     return json_response({"results": results})
 
 

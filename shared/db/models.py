@@ -286,6 +286,10 @@ class Material(Base):
     file_url: Mapped[str] = mapped_column(unique=True)
     page_count: Mapped[int]
     sha256: Mapped[str]
+    # False while its request is not approved (undone or taken down): hidden
+    # from students, but notes, progress, recent files and chunks are kept.
+    is_published: Mapped[bool] = mapped_column(server_default=text("true"))
+    unpublished_at: Mapped[datetime | None]
     ingest_status: Mapped[str] = mapped_column(server_default="queued")
     chunk_count: Mapped[int] = mapped_column(server_default="0")
     # A fixed sentence for ingest_error_code (never exception text, which goes to the log).
