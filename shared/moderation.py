@@ -357,7 +357,7 @@ def run_call(
             outage = error
             results[request_id] = failure(request_id, _not_tried())
     if outage is not None and not staged:
-        _record_call(settings, actor, actor_name, action, request_ids, reason, results, [])
+        # Nothing can change: the whole call is a 503 (and, changing nothing, not audited).
         raise outage
     leftovers = _commit_all(
         settings, actor, actor_name, action, request_ids, reason, staged, results
@@ -494,21 +494,6 @@ def _audit(
             },
         },
     )
-
-
-def _record_call(
-    settings: Settings,
-    actor: User | None,
-    actor_name: str | None,
-    action: str,
-    request_ids: list[uuid.UUID],
-    reason: str | None,
-    results: dict[uuid.UUID, dict[str, Any]],
-    titles: list[str],
-) -> None:
-    """The audit row of a call that changed nothing (its failures are still worth a record)."""
-    with transaction(settings) as session:
-        _audit(session, actor, actor_name, action, request_ids, reason, results, titles)
 
 
 def failure(request_id: uuid.UUID, error: ItemError) -> dict[str, Any]:
