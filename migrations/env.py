@@ -38,7 +38,8 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = build_engine(load_settings(Needs.DATABASE))
+    # Schema changes (index builds) may run longer than any request may.
+    engine = build_engine(load_settings(Needs.DATABASE), migrations=True)
     try:
         with engine.connect() as connection:
             _run(connection)
