@@ -14,7 +14,8 @@ longer than the cache lifetime is not an outage of every function. Only with
 no key set ever fetched is the answer 503.
 
 The token names the person; the database says what they may do. A ``sub``
-seen for the first time becomes a STUDENT; ``role`` is never read from the token.
+seen for the first time becomes a STUDENT (or what ``lectern admin grant``
+promised its email); ``role`` is never read from the token.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import jwt
 from pydantic import StringConstraints, TypeAdapter, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from shared.config import Needs
-from shared.db.models import User
+from shared.db.models import RoleGrant, User
 from shared.errors import Conflict, ServiceUnavailable, Unauthorized
 from shared.fields import SingleLineText
 
@@ -250,14 +251,26 @@ def bearer_token(request: flask.Request) -> str:
 
 
 def get_or_create_user(session: Session, *, auth0_id: str, email: str, name: str) -> User:
-    """The user with this ``sub``, created as a STUDENT on first sight."""
+    """The user with this ``sub``, created on first sight: as a STUDENT, or with
+    the role ``lectern admin grant`` promised this email (the grant is used up)."""
     user = session.scalar(select(User).where(User.auth0_id == auth0_id))
     if user is None:
+        # Deleted in this transaction: a racing first request waits on the row
+        # and then finds none (it loses the insert below anyway), and if this
+        # transaction fails the grant is still there for the next sign-in.
+        granted = session.scalar(
+            delete(RoleGrant).where(RoleGrant.email == func.lower(email)).returning(RoleGrant.role)
+        )
         # ON CONFLICT DO NOTHING: two first requests racing create one user.
         # Lower-cased by PostgreSQL, whose lower() the email_lowercase check uses.
         session.execute(
             insert(User)
-            .values(auth0_id=auth0_id, email=func.lower(email), name=name, role="STUDENT")
+            .values(
+                auth0_id=auth0_id,
+                email=func.lower(email),
+                name=name,
+                role=granted or "STUDENT",
+            )
             .on_conflict_do_nothing()
         )
         user = session.scalar(select(User).where(User.auth0_id == auth0_id))

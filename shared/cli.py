@@ -1,4 +1,4 @@
-"""The ``lectern`` command: ``dev``, ``token`` and ``migrate``."""
+"""The ``lectern`` command: ``dev``, ``token``, ``migrate``, ``admin`` and ``catalog``."""
 
 from __future__ import annotations
 
@@ -75,6 +75,71 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _database_failure(command: str, error: Exception) -> int:
+    """One line instead of a traceback: the operator's next step is in the reason."""
+    reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    print(f"lectern {command}: database error: {reason}", file=sys.stderr)
+    return 1
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shared.admins import LastAdmin, grant_admin, normalized_email, revoke_admin
+    from shared.config import Needs, load_settings_or_exit
+    from shared.db.engine import dispose_engine, transaction
+
+    command = f"admin {args.admin_command}"
+    try:
+        email = normalized_email(args.email)
+    except ValueError as error:
+        print(f"lectern {command}: --email: {error}", file=sys.stderr)
+        return 2
+    settings = load_settings_or_exit(Needs.DATABASE)
+    change = grant_admin if args.admin_command == "grant" else revoke_admin
+    try:
+        with transaction(settings) as session:
+            result = change(session, email)
+    except LastAdmin as error:
+        print(f"lectern {command}: {error}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as error:
+        return _database_failure(command, error)
+    finally:
+        dispose_engine()
+    print(result.message)
+    return 0
+
+
+def _catalog_import(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shared.catalog_import import CatalogRefused, load_catalog, run_import
+    from shared.config import Needs, load_settings_or_exit
+    from shared.db.engine import dispose_engine
+
+    try:
+        # The file first: a bad one is refused without touching the database.
+        loaded = load_catalog(args.file)
+    except CatalogRefused as error:
+        print(f"lectern catalog import: refused, nothing changed:\n{error}", file=sys.stderr)
+        return 1
+    settings = load_settings_or_exit(Needs.DATABASE)
+    try:
+        report = run_import(
+            settings, loaded, dry_run=args.dry_run, actor_name="cli: lectern catalog import"
+        )
+    except CatalogRefused as error:
+        print(f"lectern catalog import: refused, nothing changed:\n{error}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as error:
+        return _database_failure("catalog import", error)
+    finally:
+        dispose_engine()
+    print("\n".join(report.lines()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lectern", description="Lectern backend tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +159,31 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="alembic upgrade head on the configured database")
     migrate.add_argument("--revision", default="head")
     migrate.set_defaults(run=_migrate)
+
+    admin = commands.add_parser(
+        "admin", help="make a user (or a future user, by email) an ADMIN, or a STUDENT again"
+    )
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    for name, text in (
+        ("grant", "make this email an ADMIN (now, or when it first signs in)"),
+        ("revoke", "make this email a STUDENT again (never the last admin)"),
+    ):
+        change = admin_commands.add_parser(name, help=text)
+        change.add_argument("--email", required=True)
+        change.set_defaults(run=_admin)
+
+    catalog = commands.add_parser(
+        "catalog", help="the catalog: majors, courses, lecturers, material types"
+    )
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
+    importing = catalog_commands.add_parser(
+        "import", help="create or update catalog rows from a YAML or JSON file"
+    )
+    importing.add_argument("file", type=Path)
+    importing.add_argument(
+        "--dry-run", action="store_true", help="report what would change, write nothing"
+    )
+    importing.set_defaults(run=_catalog_import)
     return parser
 
 

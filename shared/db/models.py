@@ -512,3 +512,25 @@ class ObjectIntent(Base):
     # No foreign key: the request of a failed upload is never committed.
     request_id: Mapped[uuid.UUID | None]
     created_at: Mapped[Timestamp]
+
+
+class RoleGrant(Base):
+    """A role promised to an email that has not signed in yet (``lectern admin grant``).
+
+    Consumed on first sight: the new user is created with this role and the
+    row is deleted in the same transaction (``shared.auth.get_or_create_user``),
+    so from then on ``users.role`` alone says what the user may do.
+    """
+
+    __tablename__ = "role_grants"
+    __table_args__ = (
+        CheckConstraint(_in("role", ROLES), name="role"),
+        # Compared with users.email, which is stored lower-cased.
+        CheckConstraint("email = lower(email)", name="email_lowercase"),
+    )
+
+    email: Mapped[str] = mapped_column(primary_key=True)
+    role: Mapped[str]
+    granted_at: Mapped[Timestamp]
+    # Who granted it: the command, as audit_logs.actor_name says.
+    granted_by: Mapped[str]

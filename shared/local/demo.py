@@ -1,24 +1,30 @@
-"""Demo data for the local stack: majors, courses, lecturers, material types.
+"""Demo data for the local stack: the demo catalog and three published materials.
 
-Ids are derived from names (uuid5), so loading twice changes nothing and the
-same course has the same id on every machine.
+The catalog is ``catalog/demo.yaml``, loaded by the same code as ``lectern
+catalog import`` (matched on natural keys, so loading twice changes nothing).
+The demo materials find their course, type and lecturer by those same keys;
+their request ids are derived from their titles (uuid5), so each is
+published once however often the stack starts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.db.models import Course, FileRequest, Lecturer, Major, MaterialType, User
+from shared.db.models import Course, FileRequest, Lecturer, MaterialType, User
 
 if TYPE_CHECKING:
+    from shared.catalog_import import ImportReport
     from shared.config import Settings
 
 __all__ = [
+    "DEMO_CATALOG",
     "MATERIAL_TYPES",
     "demo_id",
     "ensure_user",
@@ -26,94 +32,21 @@ __all__ = [
     "publish_demo_materials",
 ]
 
+DEMO_CATALOG = Path(__file__).resolve().parents[2] / "catalog" / "demo.yaml"
+# The seed's types: migration 0008 makes them on an empty database, the demo catalog lists them.
 MATERIAL_TYPES = ("Slides", "Exam", "Lecture Notes", "Summary", "Homework")
-
-MAJORS = {
-    "software-engineering": "Software Engineering",
-    "computer-science": "Computer Science",
-    "electrical-engineering": "Electrical Engineering",
-    "industrial-engineering": "Industrial Engineering and Management",
-}
-
-# (code, name, major slug, program year, semester)
-COURSES = [
-    ("10001", "Introduction to Computer Science", "software-engineering", 1, 1),
-    ("10002", "Calculus 1", "software-engineering", 1, 1),
-    ("10003", "Discrete Mathematics", "software-engineering", 1, 1),
-    ("10004", "Linear Algebra", "software-engineering", 1, 2),
-    ("10005", "Data Structures", "software-engineering", 1, 2),
-    ("10006", "Object-Oriented Programming", "software-engineering", 1, 2),
-    ("10011", "Algorithms", "software-engineering", 2, 1),
-    ("10012", "Probability and Statistics", "software-engineering", 2, 1),
-    ("10013", "Operating Systems", "software-engineering", 2, 2),
-    ("10014", "Databases", "software-engineering", 2, 2),
-    ("10021", "Software Engineering Methods", "software-engineering", 3, 1),
-    ("10022", "Computer Networks", "software-engineering", 3, 1),
-    ("10023", "Distributed Systems", "software-engineering", 3, 2),
-    ("10031", "Final Project", "software-engineering", 4, 1),
-    ("10032", "Software Quality and Testing", "software-engineering", 4, 2),
-    ("20001", "Logic and Set Theory", "computer-science", 1, 1),
-    ("20011", "Automata and Formal Languages", "computer-science", 2, 1),
-    ("20021", "Computability and Complexity", "computer-science", 3, 2),
-    ("20031", "Machine Learning", "computer-science", 4, 1),
-    ("30001", "Physics 1: Mechanics", "electrical-engineering", 1, 1),
-    ("30011", "Signals and Systems", "electrical-engineering", 2, 2),
-    ("30021", "Digital Signal Processing", "electrical-engineering", 3, 1),
-    ("40001", "Introduction to Economics", "industrial-engineering", 1, 2),
-    ("40011", "Operations Research", "industrial-engineering", 2, 1),
-]
-
-LECTURERS = (
-    "Dr. Miriam Katz",
-    "Prof. Daniel Levi",
-    "Dr. Sarah Cohen",
-    "Dr. Yosef Mizrahi",
-    "Prof. Rachel Green",
-    "Dr. Omar Haddad",
-)
 
 
 def demo_id(kind: str, name: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"lectern:demo:{kind}:{name}")
 
 
-def _insert_missing(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
-    session.execute(insert(model).values(rows).on_conflict_do_nothing())
+def load_demo_data(session: Session) -> ImportReport:
+    """Import ``catalog/demo.yaml`` in ``session``, as ``lectern catalog import`` would."""
+    from shared.catalog_import import import_catalog, load_catalog
 
-
-def load_demo_data(session: Session) -> None:
-    _insert_missing(
-        session,
-        Major,
-        [
-            {"id": demo_id("major", slug), "name": name, "slug": slug}
-            for slug, name in MAJORS.items()
-        ],
-    )
-    _insert_missing(
-        session,
-        Course,
-        [
-            {
-                "id": demo_id("course", code),
-                "code": code,
-                "name": name,
-                "major_id": demo_id("major", slug),
-                "year_id": year,
-                "semester": semester,
-            }
-            for code, name, slug, year, semester in COURSES
-        ],
-    )
-    _insert_missing(
-        session,
-        Lecturer,
-        [{"id": demo_id("lecturer", name), "name": name} for name in LECTURERS],
-    )
-    _insert_missing(
-        session,
-        MaterialType,
-        [{"id": demo_id("material_type", name), "display_name": name} for name in MATERIAL_TYPES],
+    return import_catalog(
+        session, load_catalog(DEMO_CATALOG), actor_name="lectern dev (demo catalog)"
     )
 
 
@@ -201,14 +134,22 @@ def publish_demo_materials(settings: Settings, uploader_id: uuid.UUID) -> int:
             sha256 = hashlib.sha256(data).hexdigest()
             filename = safe_filename(f"{title}.pdf")
             name = pending_object(request_id, filename)
-            course_id = demo_id("course", code)
+            course_id = session.scalar(select(Course.id).where(Course.code == code))
+            type_id = session.scalar(
+                select(MaterialType.id).where(MaterialType.display_name == type_name)
+            )
+            lecturer_id = session.scalar(
+                select(Lecturer.id).where(func.lower(Lecturer.name) == func.lower(lecturer))
+            )
+            if course_id is None or type_id is None or lecturer_id is None:
+                raise RuntimeError(f"demo material {title!r}: {DEMO_CATALOG.name} lacks its row")
             session.add(
                 FileRequest(
                     id=request_id,
                     user_id=uploader_id,
                     course_id=course_id,
-                    type_id=demo_id("material_type", type_name),
-                    lecturer_id=demo_id("lecturer", lecturer),
+                    type_id=type_id,
+                    lecturer_id=lecturer_id,
                     title=title,
                     academic_year=1,
                     material_year=2025,
