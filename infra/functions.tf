@@ -138,6 +138,8 @@ locals {
   extra_env = {
     submit = { MAX_UPLOAD_MB = tostring(var.max_upload_mb) }
     ingest = { INGEST_MAX_ATTEMPTS = tostring(var.ingest_max_attempts) }
+    # Where re-ingest notices are published (projects/P/topics/T).
+    moderate = { INGEST_TOPIC = google_pubsub_topic.ingest.id }
     # Two Gemini calls (query embedding, answer) of 3 x 10 s + 3 s backoff fit in 120 s.
     search = { GEMINI_TIMEOUT_S = "10", GEMINI_RETRY_ATTEMPTS = "3" }
   }

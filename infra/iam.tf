@@ -161,6 +161,14 @@ resource "google_pubsub_topic_iam_member" "storage_publishes_ingest" {
   member = local.storage_agent
 }
 
+# moderate publishes a re-ingest notice (an OBJECT_FINALIZE notification of the
+# material's current object) to the same topic: POST /moderate/materials/{id}/reingest.
+resource "google_pubsub_topic_iam_member" "moderate_publishes_reingest" {
+  topic  = google_pubsub_topic.ingest.id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.function["moderate"].member
+}
+
 # Dead-lettering: the Pub/Sub service agent forwards to the dead-letter topic
 # and acknowledges the original on the subscription.
 resource "google_pubsub_topic_iam_member" "pubsub_publishes_dead_letters" {

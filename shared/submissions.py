@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared import clock
 from shared.db.models import (
     Course,
     FileRequest,
@@ -17,10 +19,13 @@ from shared.db.models import (
     MaterialType,
     ObjectIntent,
 )
-from shared.errors import Conflict, ValidationFailed
+from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.pagination import after_key, split_page
 
 __all__ = [
+    "WITHDRAWN_PREFIX",
+    "Withdrawal",
+    "check_academic_year",
     "check_references",
     "drop_intent",
     "duplicate_error",
@@ -30,6 +35,7 @@ __all__ = [
     "record_intent",
     "request_to_json",
     "resolve_lecturer",
+    "withdraw",
 ]
 
 
@@ -82,6 +88,12 @@ def check_references(
         raise ValidationFailed(fields)
     assert course is not None
     return course
+
+
+def check_academic_year(course: Course, academic_year: int) -> None:
+    """A course belongs to one program year: a request's ``academic_year`` must be it (422)."""
+    if course.year_id is not None and academic_year != course.year_id:
+        raise ValidationFailed({"academic_year": f"must be the course's year ({course.year_id})"})
 
 
 def resolve_lecturer(session: Session, *, name: str) -> uuid.UUID:
@@ -164,3 +176,52 @@ def list_user_requests(
     rows = session.execute(statement).all()
     page, next_cursor = split_page(rows, limit, lambda row: (row[0].created_at, row[0].id))
     return [request_to_json(request, material) for request, material in page], next_cursor
+
+
+# A withdrawn request's file_url: a name under which no object is ever written,
+# so nothing refers to its deleted pending object any more (the sweep's
+# ``may_delete`` then lets that object go, even after a crash).
+WITHDRAWN_PREFIX = "withdrawn/"
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """What is left to do after the withdrawal committed: delete ``name``."""
+
+    intent_id: uuid.UUID
+    name: str
+
+
+def withdraw(session: Session, *, user_id: uuid.UUID, request_id: uuid.UUID) -> Withdrawal:
+    """Mark the uploader's own pending request ``withdrawn`` and announce its object's deletion.
+
+    Another user's request, or none, is 404; one that is not pending is 409
+    ``invalid_transition``, and so is a pending request that was published
+    before (an undone approval keeps a hidden material, with readers' notes and
+    progress, on the same object: an admin decides its fate). The row stops
+    referring to the object and an intent for the object is recorded, in this
+    transaction; the caller deletes the object after the commit.
+    """
+    request = session.scalar(
+        select(FileRequest)
+        .where(FileRequest.id == request_id, FileRequest.user_id == user_id)
+        .with_for_update()
+    )
+    if request is None:
+        raise NotFound("no such request")
+    if request.status != "pending":
+        raise Conflict(
+            f"only a pending request can be withdrawn; this one is {request.status}",
+            code="invalid_transition",
+        )
+    if session.get(Material, request.id) is not None:
+        raise Conflict(
+            "this file was published before; ask an admin to reject it",
+            code="invalid_transition",
+        )
+    name = request.file_url
+    request.status = "withdrawn"
+    request.file_url = f"{WITHDRAWN_PREFIX}{request.id}/{request.original_filename}"
+    request.updated_at = clock.now()
+    session.flush()
+    return Withdrawal(record_intent(session, name=name, request_id=request.id), name)

@@ -11,13 +11,13 @@ import flask
 import functions_framework
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared import audit, moderation
+from shared import admin, audit, clock, moderation, reingest
 from shared.config import Needs
 from shared.db.engine import transaction
-from shared.errors import NotFound
-from shared.fields import MultilineText
+from shared.errors import Conflict, NotFound
+from shared.fields import MultilineText, SingleLineText
 from shared.http import Call, build_router, json_response
-from shared.storage import download_url
+from shared.storage import download_url, get_bucket
 
 log = logging.getLogger("lectern.moderate")
 router = build_router(Needs.STORAGE)
@@ -26,7 +26,7 @@ router = build_router(Needs.STORAGE)
 class RequestQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal["pending", "approved", "rejected"] | None = "pending"
+    status: Literal["pending", "approved", "rejected", "withdrawn"] | None = "pending"
     course_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None
     limit: int = Field(default=50, ge=1, le=100)
@@ -119,6 +119,134 @@ def list_audit_log(call: Call) -> flask.Response:
             cursor=query.cursor,
         )
     return json_response({"entries": entries, "next_cursor": next_cursor})
+
+
+class UsersQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    q: Annotated[SingleLineText, StringConstraints(max_length=100)] | None = None
+    role: Literal["STUDENT", "ADMIN"] | None = None
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = None
+
+
+class RoleBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["STUDENT", "ADMIN"]
+
+
+class EditBody(BaseModel):
+    """The fields of a pending request an admin may correct (the same rules as submit's form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Annotated[SingleLineText, StringConstraints(min_length=1, max_length=200)] | None = None
+    course_id: uuid.UUID | None = None
+    type_id: uuid.UUID | None = None
+    lecturer_id: uuid.UUID | None = None
+    academic_year: int | None = Field(default=None, ge=1, le=4)
+    material_year: int | None = Field(default=None, ge=1950)
+    # null clears the notes.
+    notes: Annotated[MultilineText, StringConstraints(max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EditBody:
+        if not self.model_fields_set:
+            raise ValueError(f"body: give at least one of {', '.join(admin.EDITABLE_FIELDS)}")
+        for name in sorted(self.model_fields_set - {"notes"}):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name}: may not be null")
+        if self.material_year is not None and self.material_year > clock.now().year + 1:
+            raise ValueError("material_year: cannot be in the future")
+        return self
+
+
+@router.patch("/requests/{request_id}")
+def edit_request(call: Call) -> flask.Response:
+    """Correct a pending request's metadata before judging it (audited as edit_request)."""
+    request_id = call.path_id("request_id")
+    with transaction(call.settings) as session:
+        call.admin(session)
+    body = call.json(EditBody)
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    with transaction(call.settings) as session:
+        actor = call.admin(session)
+        admin.edit_request(session, actor=actor, request_id=request_id, changes=changes)
+        found = moderation.get_request(session, request_id=request_id)
+    assert found is not None
+    found.pop("file_url")
+    return json_response({"request": found})
+
+
+@router.get("/users")
+def list_users(call: Call) -> flask.Response:
+    query = call.query(UsersQuery)
+    with transaction(call.settings) as session:
+        call.admin(session)
+        users, next_cursor = admin.list_users(
+            session, q=query.q, role=query.role, limit=query.limit, cursor=query.cursor
+        )
+    return json_response({"users": users, "next_cursor": next_cursor})
+
+
+@router.patch("/users/{user_id}")
+def change_role(call: Call) -> flask.Response:
+    user_id = call.path_id("user_id")
+    with transaction(call.settings) as session:
+        call.admin(session)
+    body = call.json(RoleBody)
+    with transaction(call.settings) as session:
+        # First: role changes take turns (two admins demoting each other leave one).
+        admin.lock_admins(session)
+        actor = call.admin(session)
+        user = admin.change_role(session, actor=actor, user_id=user_id, role=body.role)
+        return json_response({"user": admin.admin_user_to_json(user)})
+
+
+@router.post("/materials/{material_id}/reingest")
+def reingest_material(call: Call) -> flask.Response:
+    """202: the material is queued again and its object announced to the pipeline.
+
+    No transaction is open during the bucket or Pub/Sub call: the object's
+    generation is read first, the row changes (with its audit row) in one short
+    transaction, and the notice goes out after the commit.
+    """
+    material_id = call.path_id("material_id")
+    with transaction(call.settings) as session:
+        call.admin(session)
+        object_name = admin.published_object(session, material_id)
+    bucket = get_bucket(call.settings)
+    generation = bucket.generation(object_name)
+    metadata = bucket.metadata(object_name) if generation is not None else None
+    if generation is None or metadata is None:
+        raise Conflict(
+            "the material's file is gone from storage; take it down instead",
+            code="object_missing",
+        )
+    with transaction(call.settings) as session:
+        actor = call.admin(session)
+        material = admin.queue_reingest(
+            session,
+            actor=actor,
+            material_id=material_id,
+            object_name=object_name,
+            now=clock.now(),
+        )
+        body = admin.material_to_json(material)
+    notice = reingest.notification(
+        bucket=bucket.name, name=object_name, generation=generation, metadata=metadata
+    )
+    reingest.announce(call.settings, notice)
+    return json_response({"material": body}, 202)
+
+
+@router.get("/stats")
+def get_stats(call: Call) -> flask.Response:
+    with transaction(call.settings) as session:
+        call.admin(session)
+        figures = admin.stats(session, now=clock.now())
+    return json_response(figures)
 
 
 @functions_framework.http

@@ -21,7 +21,8 @@ from shared.db.engine import transaction
 from shared.db.models import Course, FileRequest
 from shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from shared.fields import MultilineText, SingleLineText
-from shared.http import Call, build_router, json_response, refuse_body, validate
+from shared.http import Call, build_router, json_response, no_content, refuse_body, validate
+from shared.moderation import may_delete
 from shared.pdf import count_pages
 from shared.storage import (
     StorageUnavailable,
@@ -64,7 +65,7 @@ class SubmitForm(BaseModel):
 class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal["pending", "approved", "rejected"] | None = None
+    status: Literal["pending", "approved", "rejected", "withdrawn"] | None = None
     limit: int = Field(default=50, ge=1, le=100)
     cursor: str | None = None
 
@@ -187,6 +188,7 @@ def _check(session: Session, form: SubmitForm, sha256: str, user_id: uuid.UUID) 
     course = submissions.check_references(
         session, course_id=form.course_id, type_id=form.type_id, lecturer_id=form.lecturer_id
     )
+    submissions.check_academic_year(course, form.academic_year)
     existing = submissions.find_live_duplicate(session, course_id=course.id, sha256=sha256)
     if existing is not None:
         raise submissions.duplicate_error(existing, viewer_id=user_id)
@@ -222,6 +224,33 @@ def get_request(call: Call) -> flask.Response:
         if found is None:
             raise NotFound("no such request")
         return json_response({"request": submissions.request_to_json(*found)})
+
+
+@router.delete("/{request_id}")
+def withdraw_request(call: Call) -> flask.Response:
+    """The uploader withdraws their own pending request: 204, and its object is deleted.
+
+    The row becomes ``withdrawn`` (and stops naming the object) in one short
+    transaction that also records an intent for the object; the object is
+    deleted after the commit, with no transaction open. If that delete fails
+    (the bucket is down) or the process dies first, the sweep deletes it; the
+    withdrawal itself is done either way.
+    """
+    request_id = call.path_id("request_id")
+    with transaction(call.settings) as session:
+        user = call.user(session)
+        withdrawal = submissions.withdraw(session, user_id=user.id, request_id=request_id)
+    try:
+        with transaction(call.settings) as session:
+            deletable = may_delete(session, intent_id=withdrawal.intent_id, name=withdrawal.name)
+        if deletable:
+            get_bucket(call.settings).delete(withdrawal.name)
+            with transaction(call.settings) as session:
+                submissions.drop_intent(session, withdrawal.intent_id)
+    except Exception:
+        log.warning("left %s for the sweep", withdrawal.name, exc_info=True)
+    log.info("request withdrawn", extra={"request_id": str(request_id)})
+    return no_content()
 
 
 @functions_framework.http

@@ -59,7 +59,7 @@ __all__ = [
 EMBEDDING_DIMENSIONS = 1536
 
 ROLES = ("STUDENT", "ADMIN")
-REQUEST_STATUSES = ("pending", "approved", "rejected")
+REQUEST_STATUSES = ("pending", "approved", "rejected", "withdrawn")
 INGEST_STATUSES = ("queued", "processing", "ready", "no_text", "failed")
 LEDGER_ACTIONS = (
     "upload_approval",
@@ -138,6 +138,10 @@ class User(Base):
             "points_reached_at",
             "id",
         ),
+        # GET /moderate/users pages (newest first, optionally by role), the
+        # users-by-role figure of /moderate/stats, and the last-admin lock.
+        Index("ix_users_created_id", "created_at", "id"),
+        Index("ix_users_role_created_id", "role", "created_at", "id"),
     )
 
     id: Mapped[UUIDKey]
@@ -272,6 +276,8 @@ class Material(Base):
         Index("ix_materials_created", text("created_at DESC"), "id"),
         Index("ix_materials_type_id", "type_id"),
         Index("ix_materials_lecturer_id", "lecturer_id"),
+        # The materials-by-ingest_status figure of GET /moderate/stats.
+        Index("ix_materials_ingest_status", "ingest_status"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(ForeignKey("file_requests.id"), primary_key=True)
