@@ -137,7 +137,9 @@ locals {
   # Settings only one function reads.
   extra_env = {
     submit = { MAX_UPLOAD_MB = tostring(var.max_upload_mb) }
-    ingest = { INGEST_MAX_ATTEMPTS = tostring(var.ingest_max_attempts) }
+    # A large book's chunk set is written in a few long multi-row INSERTs (HNSW upkeep).
+    ingest = { INGEST_MAX_ATTEMPTS = tostring(var.ingest_max_attempts), DB_STATEMENT_TIMEOUT_MS = "120000" }
+    sweep  = { DB_STATEMENT_TIMEOUT_MS = "120000" }
     # Where re-ingest notices are published (projects/P/topics/T).
     moderate = { INGEST_TOPIC = google_pubsub_topic.ingest.id }
     # Two Gemini calls (query embedding, answer) of 3 x 10 s + 3 s backoff fit in 120 s.

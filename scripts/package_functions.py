@@ -73,6 +73,7 @@ EXCLUDED_SHARED = ("shared/local", "shared/cli.py", "shared/migrate.py")
 # Import name (longest dotted prefix wins) -> the distribution that provides it,
 # with the extras the code relies on. Each is a dependency in pyproject.toml.
 IMPORT_TO_DISTRIBUTION = {
+    "google.cloud.pubsub_v1": "google-cloud-pubsub",
     "functions_framework": "functions-framework",
     "google.cloud.functions": "functions-framework",
     "flask": "flask",

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     GEMINI_TIMEOUT_S: float = Field(default=30, gt=0, le=300)
     GEMINI_RETRY_ATTEMPTS: int = Field(default=5, ge=1, le=10)
 
+    # Where POST /moderate/materials/{id}/reingest publishes its notice
+    # (projects/P/topics/T, the bucket notifications' topic; infra/ sets it).
+    INGEST_TOPIC: str | None = None
+    # Without Pub/Sub (STORAGE_EMULATOR_HOST set): where the local stack's
+    # ingest function listens; lectern dev sets it.
+    LECTERN_INGEST_URL: str | None = None
+
     # Deliveries of one object generation before its material is marked failed.
     INGEST_MAX_ATTEMPTS: int = Field(default=5, ge=1, le=50)
 
@@ -123,7 +130,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql+pg8000://")
         return value
 
-    @field_validator("AUTH_JWKS_URL", "GEMINI_BASE_URL")
+    @field_validator("AUTH_JWKS_URL", "GEMINI_BASE_URL", "LECTERN_INGEST_URL")
     @classmethod
     def _check_jwks_url(cls, value: str | None) -> str | None:
         if value is not None and not _is_http_url(value):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import urllib.error
@@ -42,13 +41,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from shared.config import Settings
 
-__all__ = ["INGEST_TOPIC_ENV", "INGEST_URL_ENV", "Notification", "announce", "notification"]
+__all__ = ["Notification", "announce", "notification"]
 
 log = logging.getLogger("lectern.reingest")
 
 # Until these move into shared.config.Settings.
-INGEST_TOPIC_ENV = "INGEST_TOPIC"
-INGEST_URL_ENV = "LECTERN_INGEST_URL"
 
 LOCAL_DELIVERIES = 5
 
@@ -94,7 +91,7 @@ def announce(settings: Settings, notice: Notification) -> bool:
     """Send the notice (see the module docstring); False if it could not be handed over."""
     try:
         if settings.STORAGE_EMULATOR_HOST:
-            return _deliver_locally(notice)
+            return _deliver_locally(settings, notice)
         return _publish(settings, notice)
     except Exception:
         log.exception(
@@ -116,9 +113,9 @@ def _publisher_client() -> Any:
 
 
 def _publish(settings: Settings, notice: Notification) -> bool:
-    topic = os.environ.get(INGEST_TOPIC_ENV, "").strip()
+    topic = settings.INGEST_TOPIC
     if not topic:
-        log.error("%s is not set: re-ingest notices cannot be published", INGEST_TOPIC_ENV)
+        log.error("INGEST_TOPIC is not set: re-ingest notices cannot be published")
         return False
     future = _publisher_client().publish(topic, notice.data, **notice.attributes)
     # Bounded like a storage call: the handler answers well inside its timeout.
@@ -153,10 +150,10 @@ def local_event(notice: Notification) -> tuple[dict[str, str], bytes]:
     return headers, json.dumps(body).encode()
 
 
-def _deliver_locally(notice: Notification) -> bool:
-    url = os.environ.get(INGEST_URL_ENV, "").strip()
+def _deliver_locally(settings: Settings, notice: Notification) -> bool:
+    url = settings.LECTERN_INGEST_URL
     if not url:
-        log.warning("%s is not set: the sweep will re-drive the material", INGEST_URL_ENV)
+        log.warning("LECTERN_INGEST_URL is not set: the sweep will re-drive the material")
         return False
     thread = threading.Thread(
         target=_post_with_retries, args=(url, notice), name="reingest", daemon=True

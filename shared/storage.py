@@ -109,14 +109,19 @@ def rejected_object(request_id: uuid.UUID, filename: str) -> str:
     return f"rejected/{request_id}/{filename}"
 
 
+# Top-level names that are not course folders (``withdrawn/`` names no object:
+# it is the file_url of a withdrawn request, see shared.submissions).
+RESERVED_FOLDERS = frozenset({"pending", "rejected", "withdrawn"})
+
+
 def in_course_folder(object_name: str) -> bool:
-    """A published name (``course_object`` never makes a ``pending`` or ``rejected`` folder)."""
-    return not object_name.startswith(("pending/", "rejected/"))
+    """A published name (``course_object`` never makes a reserved folder)."""
+    return object_name.split("/", 1)[0] not in RESERVED_FOLDERS
 
 
 def course_object(course_name: str, filename: str) -> str:
     folder = safe_segment(course_name, fallback="course")
-    if folder in {"pending", "rejected"}:
+    if folder in RESERVED_FOLDERS:
         folder = f"{folder} course"
     return f"{folder}/{filename}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import threading
 import time
 import urllib.request
@@ -27,11 +28,6 @@ from tests.pdfs import make_pdf
 
 
 @pytest.fixture(scope="module")
-def moderate(function_client: Callable[[str], Any]) -> Any:
-    return function_client("moderate")
-
-
-@pytest.fixture(scope="module")
 def submit(function_client: Callable[[str], Any]) -> Any:
     return function_client("submit")
 
@@ -47,6 +43,13 @@ def ingest_url(function_client: Callable[[str], Any]) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}/"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def moderate(function_client: Callable[[str], Any], ingest_url: str) -> Any:
+    """moderate as `lectern dev` runs it: re-ingest notices go to the ingest server."""
+    os.environ["LECTERN_INGEST_URL"] = ingest_url
+    return function_client("moderate")
 
 
 @pytest.fixture(scope="module")
@@ -526,7 +529,6 @@ def test_a_failed_material_is_ingested_again_and_becomes_ready(
     ingest_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(reingest.INGEST_URL_ENV, ingest_url)
     admin_id, headers = admin
     _, student = user_token()
     request_id = uploaded(submit, student, refs, make_pdf(["Paging and segmentation"] * 2))
@@ -657,8 +659,13 @@ def test_in_production_the_notice_is_published_as_the_bucket_would(
             return Done()
 
     monkeypatch.setattr(reingest, "_publisher", Publisher())
-    monkeypatch.setenv(reingest.INGEST_TOPIC_ENV, "projects/p/topics/lectern-ingest")
-    settings = Settings.model_validate({"GCS_BUCKET": "b", "STORAGE_EMULATOR_HOST": None})
+    settings = Settings.model_validate(
+        {
+            "GCS_BUCKET": "b",
+            "STORAGE_EMULATOR_HOST": None,
+            "INGEST_TOPIC": "projects/p/topics/lectern-ingest",
+        }
+    )
     metadata = {"lectern-request-id": str(uuid.uuid4())}
     notice = reingest.notification(bucket="b", name="Course/a.pdf", generation=7, metadata=metadata)
     assert reingest.announce(settings, notice) is True
@@ -670,8 +677,8 @@ def test_in_production_the_notice_is_published_as_the_bucket_would(
         "b", "Course/a.pdf", 7, metadata
     )
     # No topic configured: not sent (the sweep re-drives the material later), no exception.
-    monkeypatch.delenv(reingest.INGEST_TOPIC_ENV)
-    assert reingest.announce(settings, notice) is False
+    no_topic = settings.model_copy(update={"INGEST_TOPIC": None})
+    assert reingest.announce(no_topic, notice) is False
     assert len(published) == 1
 
 

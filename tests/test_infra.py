@@ -54,6 +54,8 @@ REQUIRED_SETTINGS = {
 
 # A valid value for every setting Terraform may give a function.
 SAMPLE_VALUES = {
+    "INGEST_TOPIC": "projects/lectern-prod/topics/lectern-ingest",
+    "DB_STATEMENT_TIMEOUT_MS": "120000",
     "GEMINI_TIMEOUT_S": "10",
     "GEMINI_RETRY_ATTEMPTS": "3",
     "CLOUD_SQL_INSTANCE": "lectern-prod:europe-west1:lectern-db",

@@ -78,7 +78,7 @@ def upload(
             "type_id": str(refs["type_id"]),
             "lecturer_id": str(refs["lecturer_id"]),
             "title": title,
-            "academic_year": "3",
+            "academic_year": "1",
             "material_year": "2025",
             "file": (io.BytesIO(make_pdf(2)), filename, "application/pdf"),
         },

@@ -78,7 +78,7 @@ ONLY_FOR = {
     "pypdf": {"submit", "ingest", "sweep"},
     "google-genai": {"ingest", "search", "sweep"},
     "cloudevents": {"ingest", "sweep"},
-    "google-cloud-pubsub": set(),
+    "google-cloud-pubsub": {"moderate"},
 }
 # The functions triggered by events rather than HTTP requests: they verify no tokens.
 EVENT_FUNCTIONS = {"ingest", "sweep"}

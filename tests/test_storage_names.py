@@ -10,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.log import JsonFormatter
-from shared.storage import MAX_NAME_LENGTH, course_object, numbered, pending_object, safe_filename
+from shared.storage import (
+    MAX_NAME_LENGTH,
+    course_object,
+    in_course_folder,
+    numbered,
+    pending_object,
+    safe_filename,
+)
 
 
 @given(st.text())
@@ -43,6 +50,9 @@ def test_folders_cannot_be_escaped_or_confused() -> None:
     assert course_object("Data/Structures", "a.pdf") == "Data Structures/a.pdf"
     # A course named like a system folder cannot collide with it.
     assert course_object("pending", "a.pdf") == "pending course/a.pdf"
+    assert course_object("withdrawn", "a.pdf") == "withdrawn course/a.pdf"
+    assert not in_course_folder("withdrawn/x/a.pdf")
+    assert in_course_folder("withdrawn course/a.pdf")
 
 
 def test_logs_are_json_lines_with_severity() -> None:

@@ -50,7 +50,7 @@ def form(
         "course_id": str(refs["course_id"]),
         "type_id": str(refs["type_id"]),
         "title": "Week 1: processes",
-        "academic_year": "2",
+        "academic_year": "1",
         "material_year": "2024",
         "lecturer_id": str(refs["lecturer_id"]),
     }

@@ -6,7 +6,7 @@ import hashlib
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import IO, Annotated, Any, Literal
 
 import flask
 import functions_framework
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import default_stream_factory
 
 from shared import clock, ratelimit, submissions
 from shared.config import Needs
@@ -83,10 +84,21 @@ def _form(call: Call) -> tuple[SubmitForm, bytes, str]:
     # Werkzeug stops reading at this limit and spools file parts to disk, so
     # an oversized or endless body never sits whole in memory.
     request.max_content_length = cap + FORM_OVERHEAD_BYTES
+    spooled: list[IO[bytes]] = []
+
+    def file_stream(*args: Any, **kwargs: Any) -> IO[bytes]:
+        stream: IO[bytes] = default_stream_factory(*args, **kwargs)
+        spooled.append(stream)
+        return stream
+
+    # Werkzeug leaves the spool of a part it stopped parsing open; we close it.
+    request._get_file_stream = file_stream  # type: ignore[method-assign]
     try:
         fields = {key: value for key, value in request.form.items() if value.strip() != ""}
         upload = request.files.get("file")
     except RequestEntityTooLarge:
+        for stream in spooled:
+            stream.close()
         refuse_body(request)
         raise too_large from None
     form = validate(SubmitForm, fields)

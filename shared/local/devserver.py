@@ -88,6 +88,7 @@ class LocalStack:
                 "AUTH_ISSUER": LOCAL_ISSUER,
                 "AUTH_AUDIENCE": LOCAL_AUDIENCE,
                 "AUTH_JWKS_URL": f"{self.base_url}/.well-known/jwks.json",
+                "LECTERN_INGEST_URL": f"{self.base_url}/ingest",
                 "EMBEDDINGS_PROVIDER": os.environ.get("EMBEDDINGS_PROVIDER", "local"),
             }
         )
