@@ -511,7 +511,13 @@ def get_course(*, session: Session, course_id: uuid.UUID) -> dict[str, Any] | No
     if row is None:
         return None
     course, major = row
-    count = session.scalar(select(func.count()).where(Material.course_id == course_id)) or 0
+    # What students can see: hidden (unpublished) materials do not count.
+    count = (
+        session.scalar(
+            select(func.count()).where(Material.course_id == course_id, Material.is_published)
+        )
+        or 0
+    )
     return {
         **course_to_json(course),
         "major": major_to_json(major) if major is not None else None,

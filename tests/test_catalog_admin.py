@@ -247,6 +247,8 @@ def test_course_lifecycle_and_detail(
         assert (row.year_id, row.semester) == (3, 2)
         make_material(session, course=row)
         make_material(session, course=row)
+        # An unpublished (undone) material is not counted: students cannot see it.
+        make_material(session, course=row).is_published = False
 
     detail = client.get(f"/courses/{course['id']}", headers=student)
     assert detail.status_code == 200
