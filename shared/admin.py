@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Select, func, or_, select, text, tuple_
+from sqlalchemy import Integer, Select, func, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from shared import audit, clock
 from shared.db.models import AuditLog, FileRequest, Material, User
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.pagination import after_key, split_page
+from shared.roles import refuse_last_admin
 from shared.submissions import check_academic_year, check_references, find_live_duplicate
 from shared.users import user_to_json
 
@@ -34,10 +35,6 @@ __all__ = [
     "queue_reingest",
     "stats",
 ]
-
-# Every demotion takes this transaction-scoped advisory lock before anything
-# else, so two of them run one after the other (see ``change_role``).
-_ADMINS_LOCK = "lectern:admins"
 
 # shared.pipeline.LEASE, which is not imported: it would bring pypdf and the
 # embedders into the moderate function's package (a test keeps the two equal).
@@ -90,29 +87,17 @@ def list_users(
     return [admin_user_to_json(user) for user in page], next_cursor
 
 
-def lock_admins(session: Session) -> None:
-    """Serialise role changes; call first in the transaction, before reading the actor.
-
-    Taken before the actor's own row is touched (``current_user`` may update
-    its ``last_login_at``), so two admins demoting each other cannot deadlock
-    on each other's rows: the second waits here, then sees the first's commit.
-    """
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _ADMINS_LOCK})
-
-
-def change_role(session: Session, *, actor: User, user_id: uuid.UUID, role: str) -> User:
+def change_role(
+    session: Session, *, actor: User, admins: list[uuid.UUID], user_id: uuid.UUID, role: str
+) -> User:
     """Set a user's role; the last admin cannot be demoted (409 ``last_admin``).
 
-    Race-safe twice over: the advisory lock of ``lock_admins`` (taken by the
-    handler first) serialises API role changes, and every ADMIN row is locked
-    here (``FOR UPDATE``, in id order), so any other writer of those rows (the
-    CLI's ``lectern admin revoke``) waits too, and the count is of committed
-    admins that cannot change until this transaction ends.
+    ``admins`` comes from ``shared.roles.lock_admins``, which the handler calls
+    first in the transaction: role changes (here and in ``lectern admin
+    revoke``) take turns, and the admins counted cannot change until this
+    transaction ends.
     """
-    admins = session.scalars(
-        select(User).where(User.role == "ADMIN").order_by(User.id).with_for_update()
-    ).all()
-    if actor.id not in {admin.id for admin in admins}:
+    if actor.id not in admins:
         # Demoted meanwhile by a change that committed while this one waited.
         raise Forbidden("this action needs an admin", code="admin_only")
     user = session.scalar(select(User).where(User.id == user_id).with_for_update())
@@ -121,10 +106,7 @@ def change_role(session: Session, *, actor: User, user_id: uuid.UUID, role: str)
     previous = user.role
     if previous == role:
         return user
-    if previous == "ADMIN" and len(admins) <= 1:
-        raise Conflict(
-            "this is the last admin; make another user an admin first", code="last_admin"
-        )
+    refuse_last_admin(admins, user)
     user.role = role
     session.flush()
     audit.record(

@@ -85,9 +85,10 @@ def _database_failure(command: str, error: Exception) -> int:
 def _admin(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from shared.admins import LastAdmin, grant_admin, normalized_email, revoke_admin
     from shared.config import Needs, load_settings_or_exit
     from shared.db.engine import dispose_engine, transaction
+    from shared.errors import Conflict
+    from shared.roles import grant_admin, normalized_email, revoke_admin
 
     command = f"admin {args.admin_command}"
     try:
@@ -100,8 +101,8 @@ def _admin(args: argparse.Namespace) -> int:
     try:
         with transaction(settings) as session:
             result = change(session, email)
-    except LastAdmin as error:
-        print(f"lectern {command}: {error}", file=sys.stderr)
+    except Conflict as error:  # last_admin: nothing changed
+        print(f"lectern {command}: {error.message} (nothing changed)", file=sys.stderr)
         return 1
     except SQLAlchemyError as error:
         return _database_failure(command, error)

@@ -241,7 +241,7 @@ def test_revoke_demotes_removes_pending_grants_and_never_the_last_admin(
     assert last.stdout == ""
     assert last.stderr == (
         "lectern admin revoke: first@uni.example is the last admin; "
-        "grant another admin first (nothing changed)\n"
+        "make another user an admin first (nothing changed)\n"
     )
     assert snapshot(fresh.engine) == before
     student = lectern(url, "admin", "revoke", "--email", "second@uni.example")

@@ -11,7 +11,7 @@ import flask
 import functions_framework
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared import admin, audit, clock, moderation, reingest
+from shared import admin, audit, clock, moderation, reingest, roles
 from shared.config import Needs
 from shared.db.engine import transaction
 from shared.errors import Conflict, NotFound
@@ -198,9 +198,11 @@ def change_role(call: Call) -> flask.Response:
     body = call.json(RoleBody)
     with transaction(call.settings) as session:
         # First: role changes take turns (two admins demoting each other leave one).
-        admin.lock_admins(session)
+        admins = roles.lock_admins(session)
         actor = call.admin(session)
-        user = admin.change_role(session, actor=actor, user_id=user_id, role=body.role)
+        user = admin.change_role(
+            session, actor=actor, admins=admins, user_id=user_id, role=body.role
+        )
         return json_response({"user": admin.admin_user_to_json(user)})
 
 

@@ -1,4 +1,12 @@
-"""``lectern admin grant|revoke``: who is an ADMIN, decided by an operator.
+"""Who is an ADMIN: the one rule both the CLI and the API follow, and the CLI's commands.
+
+``lock_admins`` + ``demotable`` are the last-admin rule, used by
+``lectern admin revoke`` and ``PATCH /moderate/users/{id}`` alike: role
+changes take turns under a transaction-scoped advisory lock, then every ADMIN
+row is locked (in id order), so two demotions at once (from either side)
+cannot each see another admin left and leave none.
+
+``lectern admin grant|revoke``: who is an ADMIN, decided by an operator.
 
 How a fresh install gets its first admin: nobody can call the moderation API
 before an admin exists. An email that has already signed in is promoted (or
@@ -13,16 +21,25 @@ in the same transaction; a call that changes nothing writes none.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import audit
 from shared.db.models import RoleGrant, User
+from shared.errors import Conflict
 
-__all__ = ["AdminChange", "LastAdmin", "grant_admin", "normalized_email", "revoke_admin"]
+__all__ = [
+    "AdminChange",
+    "grant_admin",
+    "lock_admins",
+    "normalized_email",
+    "refuse_last_admin",
+    "revoke_admin",
+]
 
 GRANT_COMMAND = "cli: lectern admin grant"
 REVOKE_COMMAND = "cli: lectern admin revoke"
@@ -31,8 +48,33 @@ MAX_EMAIL_CHARACTERS = 320
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 
 
-class LastAdmin(Exception):
-    """Demoting this user would leave the install with no admin (the API's 409 last_admin)."""
+# The advisory lock every role change takes first (see ``lock_admins``).
+_ADMINS_LOCK = "lectern:admins"
+
+
+def lock_admins(session: Session) -> list[uuid.UUID]:
+    """Serialise role changes, then lock every ADMIN row; the admins' ids, in id order.
+
+    Call first in the transaction, before the actor's own row is touched
+    (``current_user`` may update its ``last_login_at``): two admins demoting
+    each other then cannot deadlock on each other's rows; the second waits
+    here and sees the first's commit.
+    """
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _ADMINS_LOCK})
+    return list(
+        session.scalars(
+            select(User.id).where(User.role == "ADMIN").order_by(User.id).with_for_update()
+        )
+    )
+
+
+def refuse_last_admin(admins: list[uuid.UUID], user: User) -> None:
+    """409 ``last_admin`` when demoting ``user`` would leave no admin (after ``lock_admins``)."""
+    if user.role == "ADMIN" and len(admins) <= 1:
+        raise Conflict(
+            f"{user.email} is the last admin; make another user an admin first",
+            code="last_admin",
+        )
 
 
 @dataclass(frozen=True)
@@ -105,19 +147,14 @@ def grant_admin(session: Session, email: str) -> AdminChange:
 def revoke_admin(session: Session, email: str) -> AdminChange:
     """Make ``email`` a STUDENT again and drop any pending grant.
 
-    ``LastAdmin`` (and nothing changed) when it is the only admin left."""
+    409 ``last_admin`` (and nothing changed) when it is the only admin left."""
+    admins = lock_admins(session)
     withdrawn = session.scalar(
         delete(RoleGrant).where(RoleGrant.email == func.lower(email)).returning(RoleGrant.role)
     )
-    # Every admin row locked first, so two demotions at once (here or through
-    # the API) cannot each see another admin left and leave none.
-    admins = session.scalars(select(User.id).where(User.role == "ADMIN").with_for_update()).all()
     user = _user_by_email(session, email, lock=True)
     if user is not None and user.role == "ADMIN":
-        if len(admins) <= 1:
-            raise LastAdmin(
-                f"{email} is the last admin; grant another admin first (nothing changed)"
-            )
+        refuse_last_admin(admins, user)
         user.role = "STUDENT"
         session.flush()
         audit.record(
