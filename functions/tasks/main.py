@@ -1,29 +1,35 @@
-"""tasks: the signed-in user's study plan, day by day."""
+"""tasks: the signed-in user's study plan, day by day, plans for an exam, and a calendar export."""
 
 from __future__ import annotations
 
+import math
 import re
+import uuid
 from datetime import UTC, date, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import flask
 import functions_framework
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StrictFloat,
+    StrictInt,
     StringConstraints,
     model_validator,
 )
+from sqlalchemy import select
 
-from shared import clock
+from shared import clock, planner
 from shared import tasks as data
 from shared.config import Needs
 from shared.db.engine import transaction
-from shared.db.models import UserTask
+from shared.db.models import Course, User, UserTask
 from shared.errors import NotFound, ValidationFailed
 from shared.fields import SingleLineText
 from shared.http import Call, build_router, json_response, no_content
@@ -32,6 +38,12 @@ router = build_router(Needs.NONE)
 
 MAX_RANGE_DAYS = 366
 DEFAULT_RANGE_DAYS = 7
+# A plan looks at most this far ahead (the exam date, and the earliest date
+# that would fit): a year of days is a few thousand slot checks.
+MAX_PLAN_DAYS = 365
+DEFAULT_DAILY_MINUTES = 120
+MAX_BUSY_INTERVALS = 500
+TITLE_LENGTH = 200
 
 
 def _calendar_date(value: object) -> object:
@@ -50,6 +62,22 @@ Title = Annotated[SingleLineText, StringConstraints(min_length=1, max_length=200
 StartHour = Annotated[StrictFloat, Field(ge=0, le=23.5, multiple_of=0.5)]
 Duration = Annotated[StrictFloat, Field(gt=0, le=24)]
 Priority = Literal["normal", "high", "urgent"]
+
+
+def _time_zone(value: str) -> str:
+    # IANA names only: letters, digits and _ + - /; zoneinfo refuses paths out of its tree.
+    if not re.fullmatch(r"[A-Za-z0-9_+\-/]{1,64}", value):
+        raise ValueError("must be an IANA time zone name such as Europe/Berlin")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError("unknown time zone") from None
+    return value
+
+
+# Kept as the name (a plain string in the API's schema); ZoneInfo caches the lookup.
+TimeZone = Annotated[str, AfterValidator(_time_zone)]
+EndHour = Annotated[StrictFloat, Field(gt=0, le=24, multiple_of=0.5)]
 
 
 def _check_fits_the_day(start_hour: float, duration: float, name: str) -> None:
@@ -89,6 +117,36 @@ class TaskChanges(BaseModel):
         return data
 
 
+class BusyInterval(BaseModel):
+    """Time the plan must keep free, in the caller's wall-clock time (like a task)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    date: CalendarDate
+    start_hour: StartHour
+    duration: Duration
+
+    @model_validator(mode="after")
+    def _ends_by_midnight(self) -> BusyInterval:
+        if self.start_hour + self.duration > 24:
+            raise ValueError("duration: must end by midnight (start_hour + duration <= 24)")
+        return self
+
+
+class PlanRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    course_id: uuid.UUID
+    exam_date: CalendarDate
+    tz: TimeZone = "UTC"
+    daily_minutes: Annotated[StrictInt, Field(ge=30, le=960, multiple_of=30)] = (
+        DEFAULT_DAILY_MINUTES
+    )
+    day_start_hour: StartHour = 8.0
+    day_end_hour: EndHour = 22.0
+    busy: Annotated[list[BusyInterval], Field(max_length=MAX_BUSY_INTERVALS)] = []
+
+
 class RangeQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -96,19 +154,129 @@ class RangeQuery(BaseModel):
     last: CalendarDate | None = Field(default=None, alias="to")
 
 
-@router.get("/")
-def list_tasks(call: Call) -> flask.Response:
-    query = call.query(RangeQuery)
-    first = query.first or clock.now().astimezone(UTC).date()
+class CalendarQuery(RangeQuery):
+    tz: TimeZone = "UTC"
+
+
+def _range(query: RangeQuery, today: date) -> tuple[date, date]:
+    first = query.first or today
     last = query.last or first + timedelta(days=DEFAULT_RANGE_DAYS - 1)
     if last < first:
         raise ValidationFailed({"to": "must not be before from"})
     if (last - first).days >= MAX_RANGE_DAYS:
         raise ValidationFailed({"to": f"the range may span at most {MAX_RANGE_DAYS} days"})
+    return first, last
+
+
+@router.get("/")
+def list_tasks(call: Call) -> flask.Response:
+    first, last = _range(call.query(RangeQuery), clock.now().astimezone(UTC).date())
     with transaction(call.settings) as session:
         user = call.user(session)
         tasks = data.list_tasks(session, user_id=user.id, first=first, last=last)
     return json_response({"tasks": tasks})
+
+
+@router.get("/calendar.ics")
+def calendar_export(call: Call) -> flask.Response:
+    query = call.query(CalendarQuery)
+    zone = ZoneInfo(query.tz)
+    first, last = _range(query, clock.now().astimezone(zone).date())
+    with transaction(call.settings) as session:
+        user = call.user(session)
+        tasks = data.tasks_between(session, user.id, first, last)
+        body = data.calendar_ics(tasks, zone, clock.now())
+    # Not JSON: the router's helpers would label it so; a plain Response carries the type.
+    response = flask.Response(body, status=200, content_type="text/calendar; charset=utf-8")
+    response.headers["Content-Disposition"] = 'attachment; filename="lectern-tasks.ics"'
+    return response
+
+
+def _reading_title(title: str, part: int, parts: int) -> str:
+    suffix = f" (part {part} of {parts})" if parts > 1 else ""
+    prefix = "Read: "
+    return prefix + title[: TITLE_LENGTH - len(prefix) - len(suffix)].strip() + suffix
+
+
+@router.post("/plan")
+def plan_exam(call: Call) -> flask.Response:
+    body = call.json(PlanRequest)
+    now = clock.now()
+    local = now.astimezone(ZoneInfo(body.tz))
+    today = local.date()
+    if body.exam_date <= today:
+        raise ValidationFailed({"exam_date": f"must be after today ({today.isoformat()})"})
+    horizon = today + timedelta(days=MAX_PLAN_DAYS)
+    if body.exam_date > horizon:
+        raise ValidationFailed({"exam_date": f"must be within {MAX_PLAN_DAYS} days"})
+    if body.day_end_hour <= body.day_start_hour:
+        raise ValidationFailed({"day_end_hour": "must be after day_start_hour"})
+    # Now, rounded up to the next half hour: a slot under way is not free.
+    seconds_today = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+    first_slot = math.ceil(seconds_today / planner.SLOT_SECONDS)
+    with transaction(call.settings) as session:
+        user = call.user(session)
+        # One plan at a time per user: two at once would each see the other's
+        # slots free and overlap.
+        session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
+        course = session.get(Course, body.course_id)
+        if course is None:
+            raise ValidationFailed({"course_id": "no such course"})
+        replaced = data.remove_plan_ahead(
+            session,
+            user_id=user.id,
+            course_id=course.id,
+            today=today,
+            now_hour=seconds_today / 3600,
+        )
+        files = data.reading_left(session, user_id=user.id, course_id=course.id)
+        existing = data.tasks_between(session, user.id, today, horizon)
+        occupied = data.taken_slots(
+            [(task.date, task.start_hour, task.duration) for task in existing]
+            + [(busy.date, busy.start_hour, busy.duration) for busy in body.busy]
+        )
+        calendar = planner.Calendar(
+            today=today,
+            first_slot=first_slot,
+            exam_date=body.exam_date,
+            daily_slots=body.daily_minutes // 30,
+            window_start=int(body.day_start_hour * 2),
+            window_end=int(body.day_end_hour * 2),
+            occupied=occupied,
+            used=data.study_slots(existing),
+        )
+        readings = [planner.Reading(index, file.seconds) for index, file in enumerate(files)]
+        result = planner.make_plan(readings, calendar, horizon=horizon)
+        if isinstance(result, planner.Shortfall):
+            # Raising rolls the transaction back: the replaced tasks come back too.
+            raise data.NotEnoughTime(result.slots * 30, result.earliest_exam_date)
+        plan_id = uuid.uuid4()
+        created = []
+        for block in sorted(result.blocks, key=lambda block: (block.day, block.start_slot)):
+            file = files[block.key] if isinstance(block.key, int) else None
+            task = UserTask(
+                user_id=user.id,
+                title=(
+                    _reading_title(file.title, block.part, block.parts)
+                    if file
+                    else ("Review: " + course.name)[:TITLE_LENGTH]
+                ),
+                date=block.day,
+                start_hour=block.start_hour,
+                duration=block.hours,
+                priority="normal" if file else "high",
+                file_id=file.file_id if file else None,
+                plan_id=plan_id,
+                course_id=course.id,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(task)
+            created.append(task)
+        session.flush()
+        return json_response(
+            {"tasks": [data.task_to_json(task) for task in created], "replaced": replaced}, 201
+        )
 
 
 @router.post("/")
@@ -130,7 +298,9 @@ def create_task(call: Call) -> flask.Response:
         )
         session.add(task)
         session.flush()
-        return json_response({"task": data.task_to_json(task)}, 201)
+        return json_response(
+            {"task": data.task_to_json(task), "overlaps": data.overlapping(session, task)}, 201
+        )
 
 
 @router.patch("/{task_id}")
@@ -150,7 +320,9 @@ def update_task(call: Call) -> flask.Response:
             setattr(task, name, value)
         task.updated_at = clock.now()
         session.flush()
-        return json_response({"task": data.task_to_json(task)})
+        return json_response(
+            {"task": data.task_to_json(task), "overlaps": data.overlapping(session, task)}
+        )
 
 
 @router.delete("/{task_id}")

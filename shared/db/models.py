@@ -393,6 +393,17 @@ class UserTask(Base):
     completed: Mapped[bool] = mapped_column(server_default="false")
     created_at: Mapped[Timestamp]
     updated_at: Mapped[Timestamp]
+    # The file to open (study plans set it). SET NULL: a task outlives its file.
+    file_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("materials.id", ondelete="SET NULL")
+    )
+    # Set only on tasks a study plan made: which plan, and for which course.
+    # Re-planning a course replaces that course's plan tasks still ahead and
+    # not completed; a task with no plan_id was made by hand and is never touched.
+    plan_id: Mapped[uuid.UUID | None]
+    course_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("courses.id", ondelete="SET NULL")
+    )
 
 
 class UserNote(Base):
