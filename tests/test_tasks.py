@@ -182,3 +182,30 @@ def test_listing_uses_the_user_date_index(engine: Any) -> None:
             )
         )
     assert "ix_user_tasks_user_date" in plan
+
+
+def test_without_a_range_the_list_is_the_callers_week_in_their_time_zone(
+    client: Any, user_token: Callable[..., Any]
+) -> None:
+    from datetime import UTC, datetime
+
+    from shared import clock
+    from tests.clocks import FakeClock
+
+    _, headers = user_token()
+    for day in ("2026-03-01", "2026-03-02", "2026-03-08", "2026-03-09"):
+        body = {"title": day, "date": day, "start_hour": 9, "duration": 1, "priority": "normal"}
+        assert client.post("/", json=body, headers=headers).status_code == 201
+    fake = FakeClock()
+    # Sunday 1 March 2026, 20:00 UTC: still Sunday in UTC, already Monday 2 March in Auckland.
+    fake.moment = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
+    previous = clock.use(fake)
+    try:
+        utc = client.get("/", headers=headers).json["tasks"]
+        auckland = client.get("/", query_string={"tz": "Pacific/Auckland"}, headers=headers)
+    finally:
+        clock.use(previous)
+    assert [task["date"] for task in utc] == ["2026-03-01"]  # the week of Mon 23 Feb
+    assert [task["date"] for task in auckland.json["tasks"]] == ["2026-03-02", "2026-03-08"]
+    bad = client.get("/", query_string={"tz": "Mars/Olympus"}, headers=headers)
+    assert "tz" in bad.json["error"]["fields"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from datetime import UTC, date, timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -152,13 +152,19 @@ class RangeQuery(BaseModel):
 
     first: CalendarDate | None = Field(default=None, alias="from")
     last: CalendarDate | None = Field(default=None, alias="to")
-
-
-class CalendarQuery(RangeQuery):
+    # The caller's time zone: "today" and "this week" are theirs, not UTC's.
     tz: TimeZone = "UTC"
 
 
+class CalendarQuery(RangeQuery):
+    pass
+
+
 def _range(query: RangeQuery, today: date) -> tuple[date, date]:
+    """``from``..``to``; with neither, the caller's week (Monday to Sunday) around today."""
+    if query.first is None and query.last is None:
+        monday = today - timedelta(days=today.weekday())
+        return monday, monday + timedelta(days=6)
     first = query.first or today
     last = query.last or first + timedelta(days=DEFAULT_RANGE_DAYS - 1)
     if last < first:
@@ -170,7 +176,8 @@ def _range(query: RangeQuery, today: date) -> tuple[date, date]:
 
 @router.get("/")
 def list_tasks(call: Call) -> flask.Response:
-    first, last = _range(call.query(RangeQuery), clock.now().astimezone(UTC).date())
+    query = call.query(RangeQuery)
+    first, last = _range(query, clock.now().astimezone(ZoneInfo(query.tz)).date())
     with transaction(call.settings) as session:
         user = call.user(session)
         tasks = data.list_tasks(session, user_id=user.id, first=first, last=last)
