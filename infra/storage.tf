@@ -11,13 +11,16 @@ resource "google_storage_bucket" "materials" {
   force_destroy               = false
 
   # Browsers fetch published PDFs straight from their signed URLs (PDF.js asks
-  # for byte ranges). Uploads go through the submit function, never here.
+  # for byte ranges), and PUT direct uploads to the resumable session URLs the
+  # submit function creates (POST /submit/uploads; a session made with the
+  # browser's Origin also answers that origin; Range tells a resumed upload
+  # where to go on).
   dynamic "cors" {
     for_each = length(var.frontend_origins) > 0 ? [var.frontend_origins] : []
     content {
       origin          = cors.value
-      method          = ["GET", "HEAD"]
-      response_header = ["Content-Type", "Content-Length", "Content-Range", "Content-Disposition", "Accept-Ranges", "Range"]
+      method          = ["GET", "HEAD", "PUT"]
+      response_header = ["Content-Type", "Content-Length", "Content-Range", "Content-Disposition", "Accept-Ranges", "Range", "X-Goog-Hash"]
       max_age_seconds = 3600
     }
   }
@@ -30,6 +33,20 @@ resource "google_storage_bucket" "materials" {
     condition {
       age            = var.rejected_retention_days
       matches_prefix = ["rejected/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # Direct uploads (uploads/<upload id>/...) that were never completed. A
+  # completed or refused one is deleted by its complete call (or the sweep);
+  # an upload expires after UPLOAD_EXPIRY_HOURS (at most 24), so a day-old
+  # object can no longer be completed.
+  lifecycle_rule {
+    condition {
+      age            = 1
+      matches_prefix = ["uploads/"]
     }
     action {
       type = "Delete"

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
 
     CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     MAX_UPLOAD_MB: int = Field(default=25, ge=1, le=1024)
+    # How long a direct upload (POST /submit/uploads) may take before complete
+    # refuses it. At most a day: the bucket's lifecycle rule deletes uploads/
+    # objects a day old, which must never be one that may still be completed.
+    UPLOAD_EXPIRY_HOURS: float = Field(default=6, gt=0, le=24)
 
     XP_UPLOAD_APPROVAL: int = Field(default=50, ge=0, le=100_000)
     XP_FILE_COMPLETED: int = Field(default=10, ge=0, le=100_000)

@@ -10,10 +10,21 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from typing import IO
 
 from shared.errors import UnsupportedMediaType, ValidationFailed
 
-__all__ = ["PdfProblem", "count_pages", "extract_pages", "iter_pages", "no_text"]
+__all__ = [
+    "HEADER_WINDOW",
+    "PdfProblem",
+    "TooDamaged",
+    "check_header",
+    "count_pages",
+    "count_pages_in",
+    "extract_pages",
+    "iter_pages",
+    "no_text",
+]
 
 logging.getLogger("pypdf").setLevel(logging.WARNING)
 
@@ -27,6 +38,19 @@ class PdfProblem(Exception):
         self.reason = reason
 
 
+# The header may follow a little junk (the spec allows it within 1024 bytes).
+HEADER_WINDOW = 1024
+
+
+def check_header(head: bytes) -> None:
+    """415 ``not_a_pdf`` unless ``head`` (the file's first bytes) holds ``%PDF-``.
+
+    Judged by content, whatever the file's name or declared type.
+    """
+    if b"%PDF-" not in head[:HEADER_WINDOW]:
+        raise UnsupportedMediaType("the file is not a PDF", code="not_a_pdf")
+
+
 def count_pages(data: bytes) -> int:
     """The page count of a readable, unencrypted PDF with at least one page.
 
@@ -35,24 +59,41 @@ def count_pages(data: bytes) -> int:
     """
     if not data:
         raise ValidationFailed({"file": "the file is empty"})
-    # The header may follow a little junk (the spec allows it within 1024 bytes).
-    if b"%PDF-" not in data[:1024]:
-        raise UnsupportedMediaType("the file is not a PDF", code="not_a_pdf")
+    check_header(data)
+    return count_pages_in(io.BytesIO(data))
+
+
+def count_pages_in(stream: IO[bytes]) -> int:
+    """``count_pages`` for a seekable stream whose header was checked already.
+
+    pypdf reads only what it needs (the trailer, the cross-reference table and
+    the page tree), so a stream that fetches its bytes on demand is never read
+    whole, unless the file is damaged enough that pypdf rebuilds its
+    cross-reference table by scanning everything. Such a stream may refuse
+    that by raising ``TooDamaged`` from ``read``: the file is then damaged.
+    """
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
+    damaged = ValidationFailed({"file": "the PDF is damaged and cannot be read"})
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
+        reader = PdfReader(stream, strict=False)
         if reader.is_encrypted:
             raise ValidationFailed({"file": "the PDF is encrypted; upload it without a password"})
         pages = len(reader.pages)
     except ValidationFailed:
         raise
+    except TooDamaged:
+        raise damaged from None
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError):
-        raise ValidationFailed({"file": "the PDF is damaged and cannot be read"}) from None
+        raise damaged from None
     if pages < 1:
         raise ValidationFailed({"file": "the PDF has no pages"})
     return pages
+
+
+class TooDamaged(Exception):
+    """Reading this PDF would need the whole file at once (see ``count_pages_in``)."""
 
 
 def iter_pages(data: bytes) -> Iterator[str]:

@@ -1,6 +1,7 @@
 """The materials bucket: object names, metadata, and the few operations we use.
 
 Layout:
+    uploads/<upload_id>/<filename>     a direct upload, written by the browser
     pending/<request_id>/<filename>    a submission awaiting moderation
     rejected/<request_id>/<filename>   a rejected submission (lifecycle-deleted)
     <CourseName>/<filename>            a published material (the seed's file_url)
@@ -15,12 +16,15 @@ The google-cloud-storage client is created on first use and reused: it costs
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 import unicodedata
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -35,7 +39,11 @@ __all__ = [
     "META_REQUEST_ID",
     "META_SHA256",
     "META_UPLOADER_ID",
+    "META_UPLOAD_ID",
+    "UPLOADS_PREFIX",
     "Bucket",
+    "ObjectInfo",
+    "RangeReader",
     "StorageUnavailable",
     "course_object",
     "download_url",
@@ -48,6 +56,7 @@ __all__ = [
     "reset_client",
     "safe_filename",
     "safe_segment",
+    "upload_object",
 ]
 
 DOWNLOAD_URL_LIFETIME = timedelta(minutes=15)
@@ -57,6 +66,8 @@ META_REQUEST_ID = "lectern-request-id"
 META_SHA256 = "lectern-sha256"
 META_UPLOADER_ID = "lectern-uploader-id"
 META_COURSE_ID = "lectern-course-id"
+# On a direct upload's object (no request exists yet, so the pipeline skips it).
+META_UPLOAD_ID = "lectern-upload-id"
 
 _lock = threading.Lock()
 _client: Any = None
@@ -109,9 +120,18 @@ def rejected_object(request_id: uuid.UUID, filename: str) -> str:
     return f"rejected/{request_id}/{filename}"
 
 
+# Where browsers write direct uploads; the bucket's lifecycle rule deletes
+# what stays here a day (infra/storage.tf), so no course may be named so.
+UPLOADS_PREFIX = "uploads/"
+
+
+def upload_object(upload_id: uuid.UUID, filename: str) -> str:
+    return f"{UPLOADS_PREFIX}{upload_id}/{filename}"
+
+
 # Top-level names that are not course folders (``withdrawn/`` names no object:
 # it is the file_url of a withdrawn request, see shared.submissions).
-RESERVED_FOLDERS = frozenset({"pending", "rejected", "withdrawn"})
+RESERVED_FOLDERS = frozenset({"pending", "rejected", "withdrawn", "uploads"})
 
 
 def in_course_folder(object_name: str) -> bool:
@@ -293,6 +313,102 @@ class Bucket:
                 )
             ]
 
+    def create_upload_session(
+        self,
+        name: str,
+        *,
+        size: int,
+        content_type: str,
+        origin: str | None,
+        metadata: dict[str, str],
+    ) -> str:
+        """A resumable upload session for a new object ``name``; returns its URL.
+
+        The session is bound to the object name, ``content_type`` and
+        ``size`` (GCS refuses more bytes than declared; the emulator does not,
+        so whoever completes the upload compares the object's size too).
+        With ``origin``, GCS answers the browser's requests to the session URL
+        with CORS headers for that origin. The URL is the only credential the
+        browser needs: whoever holds it can write this one object, for a week.
+        """
+        blob = self._bucket.blob(name)
+        blob.metadata = metadata
+        url: str = self._call(
+            "create upload session",
+            lambda: blob.create_resumable_upload_session(
+                content_type=content_type,
+                size=size,
+                origin=origin,
+                timeout=self._timeout,
+                checksum=None,
+                # Never over an existing object: the name holds a fresh upload id.
+                if_generation_match=0,
+                retry=self._retry,
+            ),
+        )
+        return url
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        """The object's generation, size, type and metadata, or None when it does not exist."""
+        blob = self._call(
+            "stat", lambda: self._bucket.get_blob(name, timeout=self._timeout, retry=self._retry)
+        )
+        if blob is None:
+            return None
+        return ObjectInfo(
+            generation=int(blob.generation),
+            size=int(blob.size),
+            content_type=blob.content_type,
+            metadata=dict(blob.metadata or {}),
+        )
+
+    def read_range(self, name: str, *, generation: int, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (inclusive) of that generation.
+
+        ``FileNotFoundError`` when the generation is gone (deleted or replaced).
+        """
+        from google.api_core.exceptions import NotFound
+
+        try:
+            with self._bounded("read"):
+                data: bytes = self._bucket.blob(name, generation=generation).download_as_bytes(
+                    start=start,
+                    end=end,
+                    # A range has no whole-object checksum to compare with.
+                    checksum=None,
+                    timeout=self._timeout,
+                    retry=self._retry,
+                )
+        except NotFound:
+            raise FileNotFoundError(name) from None
+        return data
+
+    def copy_as(
+        self, source: str, *, generation: int, destination: str, metadata: dict[str, str]
+    ) -> int:
+        """Copy that generation of ``source`` to ``destination`` with ``metadata``.
+
+        Returns the copy's generation; ``FileNotFoundError`` when the source
+        generation is gone.
+        """
+        from google.api_core.exceptions import NotFound
+
+        with self._bounded("copy"):
+            try:
+                copied = self._bucket.copy_blob(
+                    self._bucket.blob(source),
+                    self._bucket,
+                    destination,
+                    source_generation=generation,
+                    timeout=self._timeout,
+                    retry=self._retry,
+                )
+            except NotFound:
+                raise FileNotFoundError(source) from None
+            copied.metadata = metadata
+            copied.patch(timeout=self._timeout, retry=self._retry)
+        return int(copied.generation)
+
     def read(self, name: str, *, generation: int | None = None) -> bytes | None:
         """The object's bytes (that generation's, if given), or None when it is gone."""
         from google.api_core.exceptions import NotFound
@@ -305,6 +421,103 @@ class Bucket:
         except NotFound:
             return None
         return data
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    generation: int
+    size: int
+    content_type: str | None
+    metadata: dict[str, str]
+
+
+class RangeReader(io.RawIOBase):
+    """One object generation as a seekable read-only file, fetched in ranges on demand.
+
+    For parsers that need random access (pypdf) to a file too large to hold:
+    blocks of ``block_size`` bytes are fetched when first read and the last
+    ``cached_blocks`` are kept, so memory stays bounded whatever the object's
+    size. A read of more than ``max_read`` bytes at once raises
+    ``too_large()`` instead (a parser asking for the whole file).
+    """
+
+    def __init__(
+        self,
+        bucket: Bucket,
+        name: str,
+        *,
+        generation: int,
+        size: int,
+        block_size: int,
+        cached_blocks: int,
+        max_read: int,
+        too_large: Callable[[], Exception],
+    ) -> None:
+        super().__init__()
+        self._bucket = bucket
+        self._name = name
+        self._generation = generation
+        self._size = size
+        self._block_size = block_size
+        self._cached_blocks = cached_blocks
+        self._max_read = max_read
+        self._too_large = too_large
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
+        self._position = 0
+        self.fetches = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def _block(self, number: int) -> bytes:
+        block = self._blocks.get(number)
+        if block is None:
+            start = number * self._block_size
+            end = min(start + self._block_size, self._size) - 1
+            block = self._bucket.read_range(
+                self._name, generation=self._generation, start=start, end=end
+            )
+            self.fetches += 1
+            self._blocks[number] = block
+            if len(self._blocks) > self._cached_blocks:
+                self._blocks.popitem(last=False)
+        else:
+            self._blocks.move_to_end(number)
+        return block
+
+    def read(self, size: int | None = -1) -> bytes:
+        remaining = max(0, self._size - self._position)
+        wanted = remaining if size is None or size < 0 else min(size, remaining)
+        if wanted > self._max_read:
+            raise self._too_large()
+        parts: list[bytes] = []
+        while wanted > 0:
+            number, offset = divmod(self._position, self._block_size)
+            part = self._block(number)[offset : offset + wanted]
+            if not part:
+                break
+            parts.append(part)
+            self._position += len(part)
+            wanted -= len(part)
+        return b"".join(parts)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def get_bucket(settings: Settings) -> Bucket:

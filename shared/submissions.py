@@ -128,8 +128,12 @@ def duplicate_error(existing: FileRequest, *, viewer_id: uuid.UUID) -> Conflict:
     return Conflict(message, code="duplicate_file")
 
 
-def record_intent(session: Session, *, name: str, request_id: uuid.UUID) -> uuid.UUID:
-    """Record, before uploading, that an object may exist at ``name`` (see ObjectIntent)."""
+def record_intent(session: Session, *, name: str, request_id: uuid.UUID | None) -> uuid.UUID:
+    """Record, before uploading, that an object may exist at ``name`` (see ObjectIntent).
+
+    ``request_id`` is None for an object no request will ever name (a refused
+    direct upload's, see ``shared.uploads``).
+    """
     intent = ObjectIntent(id=uuid.uuid4(), name=name, request_id=request_id)
     session.add(intent)
     session.flush()

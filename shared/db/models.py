@@ -39,6 +39,7 @@ __all__ = [
     "AuditLog",
     "Base",
     "Course",
+    "DirectUpload",
     "FileRequest",
     "FileViewingSession",
     "Lecturer",
@@ -551,3 +552,44 @@ class RoleGrant(Base):
     granted_at: Mapped[Timestamp]
     # Who granted it: the command, as audit_logs.actor_name says.
     granted_by: Mapped[str]
+
+
+UPLOAD_STATUSES = ("open", "completed", "failed")
+
+
+class DirectUpload(Base):
+    """A file a student sends straight to the bucket (``POST /submit/uploads``).
+
+    ``open`` until its complete call ends it: ``completed`` names the request
+    it became, ``failed`` keeps the error that call answered, so a repeated
+    complete gets the same answer and an upload id is used once. The object
+    (``object_name``, under ``uploads/``) is written by the browser, not by
+    us: no intent covers it while open, the bucket's lifecycle rule deletes
+    it if the upload is abandoned.
+    """
+
+    __tablename__ = "direct_uploads"
+    __table_args__ = (
+        CheckConstraint(_in("status", UPLOAD_STATUSES), name="status"),
+        CheckConstraint("size_bytes > 0", name="size_bytes"),
+        # A completed upload names its request; nothing else does.
+        CheckConstraint(
+            "(status = 'completed') = (request_id IS NOT NULL)", name="completed_request"
+        ),
+        Index("ix_direct_uploads_user_created", "user_id", "created_at"),
+    )
+
+    id: Mapped[UUIDKey]
+    user_id: Mapped[uuid.UUID] = _fk("users.id")
+    object_name: Mapped[str] = mapped_column(unique=True)
+    # The safe name, as a multipart upload's original_filename.
+    filename: Mapped[str]
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str]
+    status: Mapped[str] = mapped_column(server_default="open")
+    request_id: Mapped[uuid.UUID | None] = _fk("file_requests.id", nullable=True)
+    # What the failing complete answered: {"status", "code", "message", "fields"?}.
+    error: Mapped[dict[str, Any] | None]
+    created_at: Mapped[Timestamp]
+    expires_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]

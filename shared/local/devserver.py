@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from werkzeug.wrappers import Request, Response
 
 from shared.local.issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer, local_subject
 
-__all__ = ["FUNCTIONS_DIR", "LocalStack", "function_names"]
+__all__ = ["FUNCTIONS_DIR", "BrowserStorageProxy", "LocalStack", "function_names"]
 
 log = logging.getLogger("lectern.dev")
 
@@ -47,6 +48,100 @@ def _json(body: object, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
+class BrowserStorageProxy:
+    """A loopback proxy in front of the storage emulator that answers browsers' CORS.
+
+    The emulator has no CORS (GCS has the bucket's CORS rules, and a resumable
+    session created with an ``Origin`` answers that origin). So that a
+    frontend on an origin in CORS_ORIGINS can send a direct upload's bytes to
+    its ``upload_url`` (and read downloads) against ``lectern dev``, this
+    proxy answers the preflight and adds the CORS headers, and passes
+    everything else on. It forwards the ``Host`` header unchanged: the
+    emulator builds a session's URL from it, which then points back here.
+    """
+
+    # What GCS lets a browser read of a resumable upload's answers.
+    EXPOSED = "Content-Length, Content-Range, Content-Type, ETag, Location, Range, X-Goog-Hash"
+
+    def __init__(self, target: str, *, host: str, origins: Callable[[], str]) -> None:
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(target)
+        target_host, target_port = parts.hostname or host, parts.port or 80
+        hop_by_hop = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+        def allowed_origin(origin: str | None) -> str | None:
+            listed = {part.strip().rstrip("/") for part in origins().split(",") if part.strip()}
+            if origin and ("*" in listed or origin.rstrip("/") in listed):
+                return origin
+            return None
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _cors(self) -> None:
+                origin = allowed_origin(self.headers.get("Origin"))
+                if origin is not None:
+                    self.send_header("Access-Control-Allow-Origin", origin)
+                    self.send_header("Vary", "Origin")
+                    self.send_header("Access-Control-Expose-Headers", BrowserStorageProxy.EXPOSED)
+
+            def do_OPTIONS(self) -> None:
+                self.send_response(204)
+                self._cors()
+                if allowed_origin(self.headers.get("Origin")) is not None:
+                    asked = self.headers.get("Access-Control-Request-Headers", "")
+                    self.send_header(
+                        "Access-Control-Allow-Methods", "GET, HEAD, PUT, POST, DELETE, OPTIONS"
+                    )
+                    self.send_header("Access-Control-Allow-Headers", asked or "Content-Type")
+                    self.send_header("Access-Control-Max-Age", "3600")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                connection = http.client.HTTPConnection(target_host, target_port, timeout=300)
+                try:
+                    headers = {key: value for key, value in self.headers.items()}
+                    connection.request(self.command, self.path, body=body, headers=headers)
+                    response = connection.getresponse()
+                    data = response.read()
+                finally:
+                    connection.close()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in hop_by_hop:
+                        self.send_header(key, value)
+                self._cors()
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @dataclass
 class LocalStack:
     data_dir: Path
@@ -56,6 +151,7 @@ class LocalStack:
     _server: BaseWSGIServer | None = None
     _postgres: Any = None
     _storage: Any = None
+    _storage_proxy: BrowserStorageProxy | None = None
     _watcher: Any = None
     _ready: threading.Event = field(default_factory=threading.Event)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -120,7 +216,12 @@ class LocalStack:
         publish_demo_materials(settings, users["student"])
 
     def _start_storage(self) -> str:
-        """gcp-storage-emulator on loopback, its objects kept under the data dir."""
+        """gcp-storage-emulator on loopback, its objects kept under the data dir.
+
+        Reached through a ``BrowserStorageProxy``, whose URL is the stack's
+        STORAGE_EMULATOR_HOST: the emulator answers no CORS preflight, and a
+        browser sends direct uploads (and reads downloads) there.
+        """
         import socket
 
         from gcp_storage_emulator.server import create_server
@@ -136,7 +237,12 @@ class LocalStack:
             default_bucket=LOCAL_BUCKET,
         )
         self._storage.start()
-        return f"http://{self.host}:{port}"
+        self._storage_proxy = BrowserStorageProxy(
+            f"http://{self.host}:{port}",
+            host=self.host,
+            origins=lambda: os.environ.get("CORS_ORIGINS", ""),
+        )
+        return self._storage_proxy.url
 
     def _watch_bucket(self) -> None:
         """Deliver the bucket's object notifications to /ingest, as the cloud would."""
@@ -235,6 +341,9 @@ class LocalStack:
             self._server.server_close()
             self._server = None
         dispose_engine()
+        if self._storage_proxy is not None:
+            self._storage_proxy.close()
+            self._storage_proxy = None
         if self._storage is not None:
             self._storage.stop()
             self._storage = None
