@@ -185,6 +185,7 @@ resource "google_storage_bucket_object" "source" {
 }
 
 resource "google_cloudfunctions2_function" "function" {
+  #checkov:skip=CKV_GCP_124:HTTP functions default to ALLOW_ALL so their run.app URLs work without a domain; var.http_ingress_settings = ALLOW_INTERNAL_AND_GCLB restricts them to the load balancer. ingest and sweep are internal-only (var.ingest_ingress_settings).
   for_each = local.deployed
 
   name        = "${var.name_prefix}-${each.key}"
@@ -213,7 +214,7 @@ resource "google_cloudfunctions2_function" "function" {
     min_instance_count               = local.sizing[each.key].min_instances
     max_instance_count               = local.sizing[each.key].max_instances
     max_instance_request_concurrency = local.sizing[each.key].concurrency
-    ingress_settings                 = each.value.frontend ? "ALLOW_ALL" : var.ingest_ingress_settings
+    ingress_settings                 = each.value.frontend ? var.http_ingress_settings : var.ingest_ingress_settings
     all_traffic_on_latest_revision   = true
     environment_variables            = local.function_env[each.key]
 
@@ -235,8 +236,9 @@ resource "google_cloudfunctions2_function" "function" {
     google_project_iam_member.function_cloudsql,
     google_secret_manager_secret_iam_member.function_reads_secret,
     google_storage_bucket_iam_member.function_materials,
-    google_storage_bucket_iam_member.builder_reads_sources,
+    google_project_iam_member.builder_function_sources,
     google_project_iam_member.builder,
+    google_project_service.required,
   ]
 
   lifecycle {
@@ -251,6 +253,10 @@ resource "google_cloudfunctions2_function" "function" {
     precondition {
       condition     = local.db_connections_at_peak + var.db_reserved_connections <= var.db_max_connections
       error_message = "Database connections at peak (sum of max_instances x (db_pool_size + db_max_overflow) = ${local.db_connections_at_peak}) plus db_reserved_connections (${var.db_reserved_connections}) exceed db_max_connections (${var.db_max_connections}). Lower max_instances or the pool, or raise max_connections."
+    }
+    precondition {
+      condition     = var.http_ingress_settings == "ALLOW_ALL" || var.domain != null
+      error_message = "http_ingress_settings = ALLOW_INTERNAL_AND_GCLB needs the load balancer: set domain, or the HTTP functions are unreachable."
     }
     precondition {
       # Cloud Run serves more than one request per instance only with a whole CPU.

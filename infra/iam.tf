@@ -9,9 +9,16 @@
 # Google-managed service agents.
 data "google_storage_project_service_account" "storage" {}
 
+# The project number names Cloud Functions' source bucket (gcf-v2-sources-NUMBER-REGION).
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
 resource "google_project_service_identity" "pubsub" {
   provider = google-beta
   service  = "pubsub.googleapis.com"
+
+  depends_on = [google_project_service.required]
 }
 
 locals {
@@ -35,8 +42,20 @@ locals {
     }
   ])...)
 
-  # Builds the function containers: writes logs and images, reads the packages.
+  # The build service account of a gen2 function, as the Cloud Run functions
+  # documentation lists it ("Configure the build service account"): Logs
+  # Writer, Artifact Registry Writer (the gcf-artifacts repository Google
+  # creates) and Storage Object Admin for the function source. Cloud Functions
+  # copies our zip into its own gcf-v2-sources-<project number>-<region> bucket
+  # and the build reads it from there, so that bucket needs the grant too; it
+  # is created by Cloud Functions on the first deploy, so the grant is at
+  # project level with a condition naming that bucket (and ours) only: the
+  # builder gets nothing on the materials bucket.
   builder_project_roles = ["roles/logging.logWriter", "roles/artifactregistry.writer"]
+  builder_source_buckets = [
+    "projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}",
+    "projects/_/buckets/${google_storage_bucket.sources.name}",
+  ]
 }
 
 # -- The functions ------------------------------------------------------------
@@ -47,6 +66,8 @@ resource "google_service_account" "function" {
   account_id   = "${var.name_prefix}-${each.key}"
   display_name = "Lectern ${each.key} function"
   description  = "Runs the ${each.key} Cloud Function; holds only the roles its code needs."
+
+  depends_on = [google_project_service.required]
 }
 
 resource "google_project_iam_member" "function_cloudsql" {
@@ -102,6 +123,8 @@ resource "google_service_account" "builder" {
   account_id   = "${var.name_prefix}-builder"
   display_name = "Lectern function builder"
   description  = "Cloud Build runs the Cloud Functions builds as this account."
+
+  depends_on = [google_project_service.required]
 }
 
 resource "google_project_iam_member" "builder" {
@@ -112,10 +135,19 @@ resource "google_project_iam_member" "builder" {
   member  = google_service_account.builder.member
 }
 
-resource "google_storage_bucket_iam_member" "builder_reads_sources" {
-  bucket = google_storage_bucket.sources.name
-  role   = "roles/storage.objectViewer"
-  member = google_service_account.builder.member
+resource "google_project_iam_member" "builder_function_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectAdmin"
+  member  = google_service_account.builder.member
+
+  condition {
+    title       = "function sources only"
+    description = "The buckets holding function sources: ours and Cloud Functions' gcf-v2-sources bucket of this region."
+    expression = join(" || ", [
+      for bucket in local.builder_source_buckets :
+      "resource.name == \"${bucket}\" || resource.name.startsWith(\"${bucket}/\")"
+    ])
+  }
 }
 
 # -- Migrations ---------------------------------------------------------------
@@ -137,6 +169,8 @@ resource "google_service_account" "ingest_invoker" {
   account_id   = "${var.name_prefix}-ingest-invoker"
   display_name = "Lectern ingest push invoker"
   description  = "Identity of the Pub/Sub push to the ingest function."
+
+  depends_on = [google_project_service.required]
 }
 
 resource "google_cloud_run_v2_service_iam_member" "ingest_invoker" {

@@ -1,5 +1,15 @@
+output "base_url" {
+  description = "The one origin of the API (https://DOMAIN): the frontend calls BASE_URL/<function>/..., as with `lectern dev`. null without var.domain."
+  value       = local.load_balancer ? "https://${var.domain}" : null
+}
+
+output "load_balancer_ip" {
+  description = "Address the domain's A record must point at (the managed certificate is issued once it does). null without var.domain."
+  value       = local.load_balancer ? google_compute_global_address.lb[0].address : null
+}
+
 output "function_urls" {
-  description = "HTTPS URL of every HTTP function the frontend calls, by function name."
+  description = "run.app URL of every HTTP function, by function name (direct calls; the frontend should use base_url when there is one)."
   value = {
     for name, function in google_cloudfunctions2_function.function :
     name => function.service_config[0].uri if local.functions[name].frontend

@@ -16,6 +16,8 @@ resource "google_secret_manager_secret" "gemini_api_key" {
   replication {
     auto {}
   }
+
+  depends_on = [google_project_service.required]
 }
 
 locals {

@@ -3,6 +3,8 @@
 # bucket the function packages are uploaded to.
 
 resource "google_storage_bucket" "materials" {
+  #checkov:skip=CKV_GCP_62:Access is recorded by Cloud Audit Logs (data access logs can be turned on for storage.googleapis.com); a usage-log bucket would be a second bucket to secure and expire.
+  #checkov:skip=CKV_GCP_78:No versioning on purpose: deletions here are the product's (withdrawn uploads, the rejected/ retention, the sweep), and noncurrent versions would keep those files alive. Every object is reproducible from its request.
   name                        = "${var.project_id}-${var.name_prefix}-materials"
   location                    = var.region
   storage_class               = "STANDARD"
@@ -25,10 +27,21 @@ resource "google_storage_bucket" "materials" {
     }
   }
 
-  # A rejected submission is copied to rejected/ when it is rejected, so the
-  # object's age counts from the rejection. An undo_reject within the period
-  # moves it back; after it, the object is gone and the request keeps only
-  # its row (the contract's "meant to expire through a lifecycle rule").
+  # A rejected submission (or a taken-down material) is copied to rejected/
+  # when it is rejected, so the object's age counts from the rejection. This
+  # rule and undo_reject agree: undo_reject moves the file back for
+  # var.rejected_retention_days days; after that the object is gone, the
+  # request keeps only its row, and POST /moderate/actions reports that
+  # undo_reject item as object_missing (shared/moderation.py): the documented
+  # outcome, not an error.
+  #
+  # No rule deletes anything under pending/: every object there belongs to a
+  # pending request, which must never lose its file, however long moderation
+  # takes. Objects there that no row refers to (a crash between the upload
+  # and its transaction) are deleted by the sweep (shared/sweep.py) through
+  # their ObjectIntent, which knows what a lifecycle rule cannot: whether a
+  # row refers to the name. tests/test_infra.py checks no Delete rule can
+  # reach pending/.
   lifecycle_rule {
     condition {
       age            = var.rejected_retention_days
@@ -78,6 +91,8 @@ resource "google_storage_notification" "materials_finalized" {
 
 # Function packages (build/functions/<name>.zip), named by content hash.
 resource "google_storage_bucket" "sources" {
+  #checkov:skip=CKV_GCP_62:Holds only build inputs that are reproducible from git; Cloud Audit Logs cover access.
+  #checkov:skip=CKV_GCP_78:Objects are content-addressed zips rebuilt byte-identically from git; versions would add nothing.
   name                        = "${var.project_id}-${var.name_prefix}-sources"
   location                    = var.region
   uniform_bucket_level_access = true

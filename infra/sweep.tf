@@ -4,11 +4,6 @@
 # carries an OIDC token of the invoker account, which may invoke only the
 # ingest and sweep services.
 
-resource "google_project_service" "cloudscheduler" {
-  service            = "cloudscheduler.googleapis.com"
-  disable_on_destroy = false
-}
-
 resource "google_cloud_run_v2_service_iam_member" "sweep_invoker" {
   project  = var.project_id
   location = var.region
@@ -46,5 +41,5 @@ resource "google_cloud_scheduler_job" "sweep" {
     }
   }
 
-  depends_on = [google_project_service.cloudscheduler, google_cloud_run_v2_service_iam_member.sweep_invoker]
+  depends_on = [google_project_service.required, google_cloud_run_v2_service_iam_member.sweep_invoker]
 }

@@ -16,7 +16,9 @@ variable "region" {
   default     = "europe-west1"
 
   validation {
-    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    # Every region name is <area>-<direction><number>: us-central1, europe-west10,
+    # me-central2, northamerica-northeast2, africa-south1.
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]{1,2}$", var.region))
     error_message = "region must be a Google Cloud region such as europe-west1 (not a zone or multi-region)."
   }
 }
@@ -27,9 +29,12 @@ variable "name_prefix" {
   default     = "lectern"
 
   validation {
-    # Service account IDs are at most 30 characters: prefix + "-" + "heartbeat".
-    condition     = can(regex("^[a-z][a-z0-9-]{1,14}[a-z0-9]$", var.name_prefix))
-    error_message = "name_prefix must be 3-16 lowercase letters, digits or hyphens, starting with a letter."
+    # The bound is the longest name built from the prefix against its limit:
+    # service account IDs are at most 30 characters, and "<prefix>-ingest-invoker"
+    # adds 15. tests/test_infra.py derives it from every name in infra/ and
+    # builds them all at this length.
+    condition     = can(regex("^[a-z][a-z0-9-]{1,13}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-15 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen."
   }
 }
 
@@ -46,6 +51,13 @@ variable "deployer_service_account" {
   validation {
     condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-]+\\.iam\\.gserviceaccount\\.com$", var.deployer_service_account))
     error_message = "deployer_service_account must be a user-managed service account email (NAME@PROJECT.iam.gserviceaccount.com)."
+  }
+
+  validation {
+    # Its IAM database user is the email without .gserviceaccount.com, and a
+    # PostgreSQL role name is at most 63 bytes.
+    condition     = length(trimsuffix(var.deployer_service_account, ".gserviceaccount.com")) <= 63
+    error_message = "deployer_service_account without .gserviceaccount.com must be at most 63 characters (its PostgreSQL user name)."
   }
 }
 
@@ -120,6 +132,41 @@ variable "log_level" {
   }
 }
 
+# -- One origin (loadbalancer.tf) --------------------------------------------
+
+variable "domain" {
+  type        = string
+  description = "Host name of the API behind the HTTPS load balancer, e.g. api.lectern.example: https://DOMAIN/<function>/... reaches each HTTP function, with a Google-managed certificate. null (the default) makes no load balancer."
+  default     = null
+
+  validation {
+    condition     = var.domain == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", coalesce(var.domain, "x.y")))
+    error_message = "domain must be a lowercase host name such as api.lectern.example (no scheme, port or path)."
+  }
+}
+
+variable "rate_limit_per_minute" {
+  type        = number
+  description = "Cloud Armor on the load balancer: requests per minute one client IP may send to each function in rate_limited_functions before getting 429. 0 (the default) turns Cloud Armor off. Needs domain."
+  default     = 0
+
+  validation {
+    condition     = var.rate_limit_per_minute >= 0 && floor(var.rate_limit_per_minute) == var.rate_limit_per_minute
+    error_message = "rate_limit_per_minute must be a whole number, 0 for no limit."
+  }
+}
+
+variable "rate_limited_functions" {
+  type        = list(string)
+  description = "Functions the Cloud Armor rate limit applies to (uploads and search by default: the expensive ones)."
+  default     = ["submit", "search"]
+
+  validation {
+    condition     = alltrue([for name in var.rate_limited_functions : can(regex("^[a-z][a-z0-9_]*$", name))])
+    error_message = "rate_limited_functions must be function names (folders of functions/)."
+  }
+}
+
 # -- Function sizing ----------------------------------------------------------
 
 variable "function_settings" {
@@ -145,6 +192,17 @@ variable "function_settings" {
       ])
     ])
     error_message = "function_settings: memory like 512Mi or 1Gi, timeout_seconds 1-3600, min_instances >= 0, max_instances >= 1, concurrency 1-1000."
+  }
+}
+
+variable "http_ingress_settings" {
+  type        = string
+  description = "Ingress of the HTTP functions. ALLOW_ALL keeps their run.app URLs reachable from browsers; with the load balancer (var.domain) in use, ALLOW_INTERNAL_AND_GCLB makes it the only way in, so its Cloud Armor policy cannot be bypassed."
+  default     = "ALLOW_ALL"
+
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_AND_GCLB"], var.http_ingress_settings)
+    error_message = "http_ingress_settings must be ALLOW_ALL or ALLOW_INTERNAL_AND_GCLB."
   }
 }
 
@@ -282,7 +340,7 @@ variable "deletion_protection" {
 
 variable "rejected_retention_days" {
   type        = number
-  description = "Days a rejected submission (rejected/...) is kept before the bucket's lifecycle rule deletes it. Counted from the rejection, when the object was copied there."
+  description = "Days a rejected or taken-down file (rejected/...) is kept before the bucket's lifecycle rule deletes it, counted from the move there. This is also how long undo_reject can bring it back: afterwards the request keeps its row and an undo_reject of it fails with object_missing."
   default     = 30
 
   validation {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import uuid
@@ -230,6 +231,11 @@ class Router:
         self.settings = settings
         self.authenticator = authenticator
         self._routes: list[_Route] = []
+        # Behind the load balancer (infra/loadbalancer.tf) a request keeps its
+        # /<function> prefix; FUNCTION_TARGET is the entry point, which is the
+        # function's name (functions-framework sets it before loading main.py).
+        target = os.environ.get("FUNCTION_TARGET", "").strip("/")
+        self._prefix = f"/{target}" if target else None
 
     def route(self, method: str, path: str) -> Callable[[Handler], Handler]:
         regex = "^" + _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", path.rstrip("/")) + "/?$"
@@ -293,6 +299,8 @@ class Router:
 
     def _dispatch(self, request: flask.Request, request_id: str) -> flask.Response:
         path = request.path or "/"
+        if self._prefix and (path == self._prefix or path.startswith(self._prefix + "/")):
+            path = path[len(self._prefix) :] or "/"
         matches = [(r, m) for r in self._routes if (m := r.pattern.match(path))]
         allowed = sorted({route.method for route, _ in matches})
         try:

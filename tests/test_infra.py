@@ -42,6 +42,8 @@ CONCERN_FILES = {
     "iam.tf",
     "secrets.tf",
     "outputs.tf",
+    "services.tf",
+    "loadbalancer.tf",
 }
 
 # The contract's settings of each shared.config.Needs group, as a deployed function gets them.
@@ -291,6 +293,8 @@ def test_every_reference_resolves(tf: Terraform) -> None:
         for line in text.splitlines()
         if not line.lstrip().startswith("#")
     )
+    # A moved block's `from` names an address that no longer exists, on purpose.
+    code = re.sub(r"(?ms)^moved \{.*?^\}", "", code)
     for name in set(re.findall(r"\bvar\.(\w+)", code)):
         assert name in tf.variables, f"var.{name} is not declared"
     for name in set(re.findall(r"\blocal\.(\w+)", code)):
@@ -511,6 +515,7 @@ def test_no_project_level_token_creator(tf: Terraform) -> None:
         "roles/cloudsql.instanceUser",
         "roles/logging.logWriter",
         "roles/artifactregistry.writer",
+        "roles/storage.objectAdmin",  # the builder's, conditioned to the source buckets
     }
 
 
@@ -876,3 +881,317 @@ def test_every_outbound_budget_fits_inside_the_function_timeout(tf: Terraform) -
             worst += 2 * _gemini_call_seconds(settings)
         timeout = function["sizing"]["timeout_seconds"]
         assert worst + 10 <= timeout, f"{name}: worst case {worst:.0f} s, timeout {timeout} s"
+
+
+# -- issue 14: builder, APIs, names, regions, images, retention, one origin ----------
+
+
+def test_builder_holds_what_the_gen2_build_documentation_lists(tf: Terraform) -> None:
+    # Cloud Run docs, "Configure the build service account" (functions): Logs
+    # Writer, Artifact Registry Writer, Storage Object Admin on the source.
+    assert tf.locals["builder_project_roles"] == [
+        "roles/logging.logWriter",
+        "roles/artifactregistry.writer",
+    ]
+    sources = tf.resource("google_project_iam_member", "builder_function_sources")
+    assert sources["role"] == "roles/storage.objectAdmin"
+    assert sources["member"] == "${google_service_account.builder.member}"
+    condition = tf.block(sources, "condition")
+    assert "local.builder_source_buckets" in condition["expression"]
+    buckets = tf.locals["builder_source_buckets"]
+    assert len(buckets) == 2
+    assert any(
+        "gcf-v2-sources-${data.google_project.this.number}-${var.region}" in b for b in buckets
+    )
+    assert any("google_storage_bucket.sources.name" in b for b in buckets)
+    assert not any("materials" in b for b in buckets)
+    # Nothing else is granted to the builder.
+    builder_grants = [
+        key
+        for key, body in tf.resources.items()
+        if "google_service_account.builder" in expression(body)
+    ]
+    assert sorted(builder_grants) == [
+        ("google_cloudfunctions2_function", "function"),
+        ("google_project_iam_member", "builder"),
+        ("google_project_iam_member", "builder_function_sources"),
+    ]
+    build = tf.block(tf.resource("google_cloudfunctions2_function", "function"), "build_config")
+    assert build["service_account"] == "${google_service_account.builder.id}"
+
+
+# What each resource kind needs enabled (the function also needs its build and runtime APIs).
+SERVICE_OF_KIND = {
+    "google_cloudfunctions2_function": {
+        "cloudfunctions.googleapis.com",
+        "run.googleapis.com",
+        "cloudbuild.googleapis.com",
+        "artifactregistry.googleapis.com",
+    },
+    "google_cloud_run_v2_service_iam_member": {"run.googleapis.com"},
+    "google_sql_": {"sqladmin.googleapis.com"},
+    "google_pubsub_": {"pubsub.googleapis.com"},
+    "google_secret_manager_": {"secretmanager.googleapis.com"},
+    "google_cloud_scheduler_job": {"cloudscheduler.googleapis.com"},
+    "google_service_account": {"iam.googleapis.com"},
+    "google_project_iam_member": {"cloudresourcemanager.googleapis.com"},
+    "google_storage_": {"storage.googleapis.com"},
+    "google_compute_": {"compute.googleapis.com"},
+}
+
+
+def test_required_apis_are_enabled_by_terraform(tf: Terraform) -> None:
+    services = tf.resource("google_project_service", "required")
+    assert services["for_each"] == "${local.required_services}"
+    assert services["disable_on_destroy"] is False
+    assert [key for key in tf.resources if key[0] == "google_project_service"] == [
+        ("google_project_service", "required")
+    ]
+    enabled = set(re.findall(r'"([a-z]+\.googleapis\.com)"', tf.texts["services.tf"]))
+    for kind, _ in tf.resources:
+        for prefix, needed in SERVICE_OF_KIND.items():
+            if kind.startswith(prefix):
+                assert needed <= enabled, f"{kind} needs {sorted(needed - enabled)}"
+    # Signed URLs call signBlob.
+    assert "iamcredentials.googleapis.com" in enabled
+    # The first resources of each API wait for it.
+    for key in [
+        ("google_sql_database_instance", "main"),
+        ("google_service_account", "function"),
+        ("google_pubsub_topic", "ingest"),
+        ("google_secret_manager_secret", "gemini_api_key"),
+        ("google_cloudfunctions2_function", "function"),
+        ("google_cloud_scheduler_job", "sweep"),
+        ("google_compute_global_address", "lb"),
+    ]:
+        assert "google_project_service.required" in expression(
+            tf.resource(*key).get("depends_on")
+        ), key
+
+
+# The provider's (and the services') limits on names Terraform builds.
+NAME_LIMITS = {
+    ("google_service_account", "account_id"): 30,
+    ("google_cloudfunctions2_function", "name"): 49,  # the Cloud Run service's name limit
+    ("google_storage_bucket", "name"): 63,
+    ("google_pubsub_topic", "name"): 255,
+    ("google_pubsub_subscription", "name"): 255,
+    ("google_sql_database_instance", "name"): 98 - 30 - 1,  # project:instance <= 98
+    ("google_secret_manager_secret", "secret_id"): 255,
+    ("google_cloud_scheduler_job", "name"): 500,
+}
+COMPUTE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+LONGEST_PROJECT = "p" * 30
+PG_ROLE_NAME_LIMIT = 63
+
+
+def _hcl_regex(condition: str) -> str:
+    """The pattern of the first regex("...") in a validation, HCL escapes undone."""
+    match = re.search(r'regex\("((?:[^"\\]|\\.)*)"', condition)
+    assert match, condition
+    return match[1].encode().decode("unicode_escape")
+
+
+def _built_names(tf: Terraform, prefix: str) -> list[tuple[str, str, int]]:
+    """(what, name, limit) of every name built from the prefix, for every function."""
+    names: list[tuple[str, str, int]] = []
+    functions = sorted(function_table(tf))
+    for (kind, resource), body in tf.resources.items():
+        limit = next((v for (k, a), v in NAME_LIMITS.items() if k == kind), None)
+        attribute = next((a for (k, a) in NAME_LIMITS if k == kind), "name")
+        if kind.startswith("google_compute_") and "name" in body:
+            limit, attribute = 63, "name"
+        if limit is None or attribute not in body:
+            continue
+        template = body[attribute]
+        keys = functions if "${each.key}" in template else [""]
+        for key in keys:
+            name = (
+                template.replace("${var.name_prefix}", prefix)
+                .replace("${var.project_id}", LONGEST_PROJECT)
+                .replace("${each.key}", key)
+            )
+            assert "${" not in name, f"{kind}.{resource}: teach this test {template}"
+            names.append((f"{kind}.{resource}[{key}]", name, limit))
+            if kind.startswith("google_compute_") and prefix:
+                assert COMPUTE_NAME.match(name), name
+    # The functions' IAM database users: the account email without .gserviceaccount.com.
+    for function in functions:
+        user = f"{prefix}-{function}@{LONGEST_PROJECT}.iam"
+        names.append((f"database user of {function}", user, PG_ROLE_NAME_LIMIT))
+    return names
+
+
+def test_name_prefix_bound_is_the_longest_name_that_fits(tf: Terraform) -> None:
+    validation = tf.variables["name_prefix"]["validation"][0]["condition"]
+    pattern = re.compile(_hcl_regex(validation))
+    # The longest prefix every name allows, derived from the names themselves.
+    derived = min(limit - len(name) for _, name, limit in _built_names(tf, ""))
+    longest_allowed = max(n for n in range(1, 64) if pattern.match("a" * n))
+    assert longest_allowed == derived, (
+        f"name_prefix allows {longest_allowed} characters; the names allow {derived}"
+    )
+    assert not pattern.match("a" * (derived + 1))
+    assert str(derived) in tf.variables["name_prefix"]["validation"][0]["error_message"]
+    # Every name, built at the longest prefix, fits.
+    for what, name, limit in _built_names(tf, "a" * derived):
+        assert len(name) <= limit, f"{what}: {name} ({len(name)} > {limit})"
+    # And the shortest prefix still makes valid service account ids (6 at least).
+    shortest = min(n for n in range(1, 64) if pattern.match("a" * n))
+    for what, name, _ in _built_names(tf, "a" * shortest):
+        if what.startswith("google_service_account"):
+            assert len(name) >= 6, what
+    for good in ("lectern", "lec-prod-2"):
+        assert pattern.match(good)
+    for bad in ("Lectern", "1lectern", "lectern-", "le"):
+        assert not pattern.match(bad), bad
+
+
+def test_deployer_database_user_fits_postgres() -> None:
+    text = (INFRA / "variables.tf").read_text()
+    assert 'length(trimsuffix(var.deployer_service_account, ".gserviceaccount.com")) <= 63' in text
+
+
+def test_region_pattern_accepts_real_regions(tf: Terraform) -> None:
+    pattern = re.compile(_hcl_regex(tf.variables["region"]["validation"][0]["condition"]))
+    for region in (
+        "europe-west1",
+        "europe-west10",
+        "europe-west12",
+        "me-central2",
+        "us-central1",
+        "northamerica-northeast2",
+        "southamerica-west1",
+        "africa-south1",
+        "asia-southeast2",
+    ):
+        assert pattern.match(region), region
+    for not_a_region in ("europe-west1-b", "eu", "EUROPE-WEST1", "europe", "us-central"):
+        assert not pattern.match(not_a_region), not_a_region
+
+
+def test_cloudbuild_images_are_pinned() -> None:
+    source = CLOUDBUILD.read_text()
+    images = dict(re.findall(r"\n  (_\w+_IMAGE): (\S+)", source))
+    assert set(images) == {"_PYTHON_IMAGE", "_TERRAFORM_IMAGE", "_CLOUD_SDK_IMAGE"}
+    for name, image in images.items():
+        # A full version tag (major.minor.patch), and optionally a digest.
+        assert re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?", image), name
+    for step in cloudbuild_steps().values():
+        (image,) = re.findall(r"\n    name: (\S+)", step)
+        assert re.fullmatch(r"\$\{_\w+_IMAGE\}", image), image
+
+
+def test_cloudbuild_retries_connecting_never_the_migration() -> None:
+    migrate = cloudbuild_steps()["migrate"]
+    loop = migrate[migrate.index("for attempt") : migrate.index("done")]
+    assert "lectern migrate" not in loop
+    assert "$$CONNECT" in loop
+    assert migrate.count("lectern migrate") == 1
+    assert migrate.index("done") < migrate.index(".venv/bin/lectern migrate")
+    connect = migrate[migrate.index("CONNECT=") : migrate.index("args:")]
+    assert "engine.connect().close()" in connect
+    assert "migrate" not in connect.replace("the migrator", "")
+    # The private pool a restricted-public-IP organisation needs is documented.
+    assert "sql.restrictPublicIp" in CLOUDBUILD.read_text()
+    assert "sql.restrictPublicIp" in (INFRA / "README.md").read_text()
+
+
+def test_rejected_retention_and_undo_reject_agree(tf: Terraform) -> None:
+    description = tf.variables["rejected_retention_days"]["description"]
+    assert "undo_reject" in description
+    assert "object_missing" in description
+    moderation = (REPO / "shared" / "moderation.py").read_text()
+    assert "retention, which ``undo_reject`` reports as ``object_missing``" in moderation
+    assert "var.rejected_retention_days" in tf.texts["storage.tf"]
+
+
+def test_no_lifecycle_rule_deletes_pending_uploads(tf: Terraform) -> None:
+    # A pending request must never lose its file: only the sweep, which knows
+    # whether a row refers to an object, deletes under pending/.
+    for rule in tf.resource("google_storage_bucket", "materials")["lifecycle_rule"]:
+        if rule["action"][0]["type"] != "Delete":
+            continue
+        condition = rule["condition"][0]
+        prefixes = condition.get("matches_prefix")
+        assert prefixes, f"a Delete rule without a prefix reaches pending/: {condition}"
+        for prefix in prefixes:
+            assert not "pending/".startswith(prefix), prefix
+            assert not prefix.startswith("pending"), prefix
+
+
+def test_every_variable_is_validated_or_free_form(tf: Terraform) -> None:
+    # Free-form on purpose: bools, maps of labels, and names Google owns.
+    free_form = {
+        "labels",
+        "allow_unauthenticated_http",
+        "deletion_protection",
+        "package_dir",
+        "db_tier",
+        "gemini_embedding_model",
+        "gemini_answer_model",
+    }
+    for name, variable in tf.variables.items():
+        if name in free_form:
+            continue
+        assert variable.get("validation"), f"validate variable {name}"
+
+
+def test_functions_that_publish_may_publish(tf: Terraform) -> None:
+    # Derived from the code: a function importing the Pub/Sub client publishes re-ingests.
+    for name in discover_functions():
+        _, external = imported_modules(name)
+        publishes = any(module.startswith("google.cloud.pubsub") for module in external)
+        grants = [
+            body
+            for (kind, _), body in tf.resources.items()
+            if kind == "google_pubsub_topic_iam_member"
+            and body["member"] == f'${{google_service_account.function["{name}"].member}}'
+        ]
+        assert bool(grants) == publishes, name
+        for grant in grants:
+            assert grant["role"] == "roles/pubsub.publisher"
+
+
+def test_one_origin_load_balancer(tf: Terraform) -> None:
+    assert tf.default("domain") is None
+    assert "var.domain != null" in tf.locals["load_balancer"]
+    # Only the browser's functions are behind it; ingest and sweep are called directly.
+    assert "function.frontend" in tf.locals["balanced"]
+    assert "local.deployed" in tf.locals["balanced"]
+    neg = tf.resource("google_compute_region_network_endpoint_group", "function")
+    assert neg["network_endpoint_type"] == "SERVERLESS"
+    assert tf.block(neg, "cloud_run")["service"] == (
+        "${google_cloudfunctions2_function.function[each.key].name}"
+    )
+    backend = tf.resource("google_compute_backend_service", "function")
+    assert backend["load_balancing_scheme"] == "EXTERNAL_MANAGED"
+    assert "health_checks" not in backend  # serverless NEGs take none
+    url_map = tf.resource("google_compute_url_map", "https")
+    matcher = tf.block(url_map, "path_matcher")
+    (dynamic,) = matcher["dynamic"]
+    rule = dynamic["path_rule"]
+    assert rule["for_each"] == "${local.balanced}"
+    assert rule["content"][0]["paths"] == ["/${path_rule.key}", "/${path_rule.key}/*"]
+    assert tf.block(url_map, "host_rule")["hosts"] == ["${var.domain}"]
+    certificate = tf.resource("google_compute_managed_ssl_certificate", "lb")
+    assert tf.block(certificate, "managed")["domains"] == ["${var.domain}"]
+    https = tf.resource("google_compute_global_forwarding_rule", "https")
+    assert https["port_range"] == "443"
+    assert https["target"] == "${google_compute_target_https_proxy.lb[0].id}"
+    redirect = tf.block(
+        tf.resource("google_compute_url_map", "http_redirect"), "default_url_redirect"
+    )
+    assert redirect["https_redirect"] is True
+    http = tf.resource("google_compute_global_forwarding_rule", "http_redirect")
+    assert http["port_range"] == "80"
+    assert "var.domain" in tf.outputs["base_url"]["value"]
+    # Cloud Armor: off by default, on the expensive functions when on.
+    assert tf.default("rate_limit_per_minute") == 0
+    assert tf.default("rate_limited_functions") == ["submit", "search"]
+    armor = tf.resource("google_compute_security_policy", "rate_limit")
+    assert armor["count"] == "${local.armor ? 1 : 0}"
+    assert "var.rate_limit_per_minute > 0" in tf.locals["armor"]
+    assert "local.rate_limited" in backend["security_policy"]
+    # The functions take their /<function> prefix (tests/test_one_origin.py).
+    assert "FUNCTION_TARGET" in (REPO / "shared" / "http.py").read_text()
