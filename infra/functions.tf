@@ -35,7 +35,8 @@ locals {
       needs       = ["DATABASE", "AUTH", "STORAGE"]
       bucket_role = "roles/storage.objectAdmin" # uploads, and deletes an upload whose row failed
       signs_urls  = false
-      sizing      = { memory = "1Gi", cpu = "1", timeout_seconds = 120, max_instances = 4, concurrency = 4 }
+      # 180 s: a direct upload's complete streams up to MAX_UPLOAD_MB back (60 s budget).
+      sizing = { memory = "1Gi", cpu = "1", timeout_seconds = 180, max_instances = 4, concurrency = 4 }
     }
     moderate = {
       frontend    = true
