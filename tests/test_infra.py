@@ -860,8 +860,8 @@ def test_every_outbound_budget_fits_inside_the_function_timeout(tf: Terraform) -
     # (uploads.READ_BUDGET_SECONDS) on top.
     storage_calls = {"catalog": 1, "submit": 3, "moderate": 3, "ingest": 1, "sweep": 2}
     from shared.auth import FETCH_TIMEOUT as JWKS_TIMEOUT_SECONDS
-    from shared.uploads import READ_BUDGET_SECONDS
     from shared.config import Settings
+    from shared.uploads import READ_BUDGET_SECONDS
 
     for name, function in function_table(tf).items():
         # Literal values only (a Terraform expression is not a timeout).

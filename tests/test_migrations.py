@@ -69,7 +69,7 @@ def test_hnsw_index_uses_cosine_ops_with_the_seed_parameters(engine: object) -> 
         )
     assert definition is not None
     assert "USING hnsw" in definition
-    assert "vector_cosine_ops" in definition
+    assert "halfvec_cosine_ops" in definition
     assert "m='16'" in definition
     assert "ef_construction='64'" in definition
 

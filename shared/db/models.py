@@ -13,7 +13,7 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pgvector.sqlalchemy import VECTOR
+from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -465,7 +465,7 @@ class MaterialChunk(Base):
             "embedding",
             postgresql_using="hnsw",
             postgresql_with={"m": 16, "ef_construction": 64},
-            postgresql_ops={"embedding": "vector_cosine_ops"},
+            postgresql_ops={"embedding": "halfvec_cosine_ops"},
         ),
         Index("ix_material_chunks_search_vector", "search_vector", postgresql_using="gin"),
     )
@@ -474,7 +474,9 @@ class MaterialChunk(Base):
     material_id: Mapped[uuid.UUID] = _fk("materials.id", cascade=True)
     chunk_index: Mapped[int]
     content: Mapped[str]
-    embedding: Mapped[Any] = mapped_column(VECTOR(EMBEDDING_DIMENSIONS))
+    # Half precision: half the heap and index of vector(1536) at the same recall
+    # (docs/scaling.md; migration 0014).
+    embedding: Mapped[Any] = mapped_column(HALFVEC(EMBEDDING_DIMENSIONS))
     embedding_model: Mapped[str]
     page_number: Mapped[int | None]
     created_at: Mapped[Timestamp]
