@@ -10,7 +10,7 @@ import base64
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from shared.errors import ValidationFailed
@@ -34,8 +34,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         moment, row_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(moment), uuid.UUID(row_id)
-    except (ValueError, TypeError, RecursionError):
+        parsed = datetime.fromisoformat(moment)
+        if parsed.tzinfo is None:
+            raise ValueError("naive time")
+        # In UTC here, so no driver ever converts an out-of-range time.
+        return parsed.astimezone(UTC), uuid.UUID(row_id)
+    except (ValueError, TypeError, RecursionError, OverflowError):
         raise refused from None
 
 

@@ -246,3 +246,30 @@ def test_a_chunked_upload_over_the_cap_is_a_json_413(
     )
     assert status == 413
     assert body["error"]["code"] == "payload_too_large"
+
+
+def test_times_the_driver_cannot_convert_are_422_and_poison_no_connection(
+    apps: dict[str, Any], function_client: Callable[[str], Any], user_token: Callable[..., Any]
+) -> None:
+    _, headers = user_token()
+    _, admin = user_token(role="ADMIN")
+    edge = base64.urlsafe_b64encode(
+        json.dumps(["0001-01-01T00:00:00+14:00", str(uuid.uuid4())]).encode()
+    ).decode()
+    naive = base64.urlsafe_b64encode(
+        json.dumps(["2026-01-01T00:00:00", str(uuid.uuid4())]).encode()
+    ).decode()
+    for cursor in (edge, naive):
+        response = apps["catalog"].get(
+            "/materials", query_string={"cursor": cursor}, headers=headers
+        )
+        assert "cursor" in _error(response, 422)["fields"]
+    moderate = function_client("moderate")
+    for before in ("0001-01-01T00:00:00+14:00", "2026-01-01T00:00:00"):
+        response = moderate.get("/audit", query_string={"before": before}, headers=admin)
+        assert "before" in _error(response, 422)["fields"]
+    for path in ("/?from=9999-12-30", "/calendar.ics?from=0001-01-01&tz=Etc/GMT-14"):
+        assert _error(apps["tasks"].get(path, headers=headers), 422)["fields"]
+    # Every connection in the pool still answers correctly.
+    for _ in range(6):
+        assert apps["profile"].get("/me", headers=headers).status_code == 200

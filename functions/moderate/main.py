@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import flask
 import functions_framework
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared import admin, audit, clock, moderation, reingest, roles
 from shared.config import Needs
@@ -40,7 +40,8 @@ class AuditQuery(BaseModel):
     action: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,63}$")] | None = None
     target_id: uuid.UUID | None = None
     # Kept from the first contract: entries strictly older than this time.
-    before: datetime | None = None
+    # Aware and within a sane range, so the driver never converts a time it cannot.
+    before: AwareDatetime | None = Field(default=None, ge=datetime(1900, 1, 1, tzinfo=UTC))
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = None
 

@@ -46,15 +46,22 @@ MAX_BUSY_INTERVALS = 500
 TITLE_LENGTH = 200
 
 
+FIRST_YEAR, LAST_YEAR = 1900, 2200
+
+
 def _calendar_date(value: object) -> object:
     if isinstance(value, date):
         return value
     if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         raise ValueError("must be a date written YYYY-MM-DD")
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError:
         raise ValueError("not a real calendar date") from None
+    # Far from date's limits, so a week, a plan or a time zone never overflows.
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+        raise ValueError(f"must be between {FIRST_YEAR} and {LAST_YEAR}")
+    return parsed
 
 
 CalendarDate = Annotated[date, BeforeValidator(_calendar_date)]

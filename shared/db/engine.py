@@ -108,7 +108,12 @@ def _bound_sockets(engine: Engine, socket_timeout: float | None) -> None:
     def _socket_failures_disconnect(context: ExceptionContext) -> None:
         # pg8000 lets a socket timeout on the first read of a reply escape
         # unwrapped; the connection is as broken as after a "network error".
-        if isinstance(context.original_exception, OSError):
+        # Any other non-driver error (a parameter pg8000 fails to convert
+        # half-way through sending) may also leave the wire out of step with
+        # the server: never hand such a connection to the next request.
+        import pg8000.dbapi  # type: ignore[import-untyped]
+
+        if not isinstance(context.original_exception, pg8000.dbapi.Error):
             context.is_disconnect = True
 
 
@@ -122,7 +127,7 @@ def _own_tcp_sockets(engine: Engine) -> None:
         """
         if "unix_sock" in cparams or "sock" in cparams:
             return None  # pg8000 connects as usual
-        import pg8000.dbapi  # type: ignore[import-untyped]
+        import pg8000.dbapi
 
         address = (cparams.pop("host", "localhost"), cparams.pop("port", 5432))
         timeout = cparams.get("timeout")
