@@ -387,11 +387,11 @@ def _copy(settings: Settings, bucket: Any, planned: Plan) -> _Staged:
         _forget(settings, planned.intent_id)
         raise _missing(settings, planned) from None
     except StorageUnavailable:
-        _forget(settings, planned.intent_id)
+        # The copy may have been written before the answer was lost: the
+        # intent stays, and the sweep deletes whatever is there.
         raise
     except Exception:
-        _forget(settings, planned.intent_id)
-        log.exception("moderation copy failed", extra={"request_id": str(planned.request_id)})
+        log.exception("moderation copy failed", extra={"file_request_id": str(planned.request_id)})
         raise ItemError("internal_error", "try again") from None
     return _Staged(planned, generation, old_generation)
 
@@ -459,7 +459,7 @@ def _item_error(request_id: uuid.UUID, error: Exception) -> ItemError:
         return error
     # A concurrent change won a unique key (the same bytes live again in the
     # course, a name taken): nothing of this item was changed.
-    log.warning("moderation step conflicted", extra={"request_id": str(request_id)})
+    log.warning("moderation step conflicted", extra={"file_request_id": str(request_id)})
     if sqlstate(error) == _UNIQUE_VIOLATION:
         return ItemError("duplicate_file", "the same file is live again in this course")
     return ItemError(

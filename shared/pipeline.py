@@ -289,7 +289,9 @@ def _claim(
     material = session.scalar(
         select(Material).where(Material.id == material_id).with_for_update(key_share=True)
     )
-    if request is None or material is None:
+    if request is None or material is None or not material.is_published:
+        # Hidden (unpublished) materials follow their object through rejected/
+        # and pending/: none of those copies is worth embedding.
         return "not an approved material"
     if material.file_url != notice.name:
         return "not the material's current object"
@@ -553,7 +555,11 @@ def redrive_stale(
     with transaction(settings) as session:
         stuck = session.execute(
             select(Material.id, Material.file_url)
-            .where(Material.ingest_status.in_(PENDING), since < clock.now() - stale_after)
+            .where(
+                Material.ingest_status.in_(PENDING),
+                Material.is_published,
+                since < clock.now() - stale_after,
+            )
             .order_by(since, Material.id)
             .limit(limit)
         ).all()

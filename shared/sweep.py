@@ -68,6 +68,15 @@ def sweep_objects(
         ).all()
     for intent_id, name, generation in abandoned:
         try:
+            if generation is None:
+                # Pin what is there now: a write that starts after the check
+                # below makes a newer generation, which this delete leaves.
+                generation = bucket.generation(name)
+                if generation is None:
+                    with transaction(settings) as session:
+                        drop_intent(session, intent_id)
+                    report.deleted.append(name)
+                    continue
             with transaction(settings) as session:
                 deletable = may_delete(
                     session, intent_id=intent_id, name=name, abandoned_before=cutoff

@@ -202,7 +202,9 @@ def test_an_approval_against_a_dead_bucket_is_a_fast_503_and_changes_nothing(
         left = session.scalars(
             select(ObjectIntent.name).where(ObjectIntent.request_id == uuid.UUID(request_id))
         ).all()
-        assert left == []
+        # The copy may have landed before the answer was lost: its intent stays
+        # for the sweep, naming a course object no row refers to.
+        assert all(name != request.file_url for name in left)
     proxy.clear()
     done = apps["moderate"].post("/actions", json=body, headers=admin)
     assert done.json["results"][0]["ok"] is True

@@ -36,7 +36,7 @@ from shared.errors import (
 )
 from shared.fields import MultilineText, SingleLineText
 from shared.http import Call, build_router, json_response, no_content, refuse_body, validate
-from shared.moderation import may_delete
+from shared.moderation import delete_unreferenced, may_delete
 from shared.pdf import count_pages
 from shared.storage import (
     META_UPLOAD_ID,
@@ -222,7 +222,7 @@ def submit_file(call: Call) -> flask.Response:
             with transaction(call.settings) as session:
                 _check(session, form, sha256, user_id)
         raise
-    log.info("file submitted", extra={"request_id": str(request_id), "pages": page_count})
+    log.info("file submitted", extra={"file_request_id": str(request_id), "pages": page_count})
     return json_response({"request": body}, 201)
 
 
@@ -282,12 +282,9 @@ def _check(session: Session, form: SubmitForm, sha256: str, user_id: uuid.UUID) 
 
 
 def _delete_orphan(call: Call, intent_id: uuid.UUID, name: str, generation: int | None) -> None:
-    try:
-        get_bucket(call.settings).delete(name, generation=generation)
-        with transaction(call.settings) as session:
-            submissions.drop_intent(session, intent_id)
-    except Exception:
-        log.warning("left %s for the sweep", name, exc_info=True)
+    """Delete an object whose row did not commit, unless a row refers to it after all
+    (a commit whose answer was lost); on any failure the sweep does it later."""
+    delete_unreferenced(call.settings, intent_id, name, generation)
 
 
 @router.post("/uploads")
@@ -468,7 +465,7 @@ def complete_upload(call: Call) -> flask.Response:
     _delete_orphan(call, cleanup_id, name, checked.generation)
     log.info(
         "upload completed",
-        extra={"request_id": str(request_id), "upload_id": str(upload_id)},
+        extra={"file_request_id": str(request_id), "upload_id": str(upload_id)},
     )
     return json_response({"request": body}, 201)
 
@@ -556,7 +553,7 @@ def withdraw_request(call: Call) -> flask.Response:
                 submissions.drop_intent(session, withdrawal.intent_id)
     except Exception:
         log.warning("left %s for the sweep", withdrawal.name, exc_info=True)
-    log.info("request withdrawn", extra={"request_id": str(request_id)})
+    log.info("request withdrawn", extra={"file_request_id": str(request_id)})
     return no_content()
 
 
