@@ -59,6 +59,10 @@ MAX_JSON_BYTES = 1024 * 1024
 _PARAM = re.compile(r"\{(\w+)\}")
 # A caller's X-Request-Id is echoed only if it is this tame (it reaches logs and bodies).
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/=+-]{1,128}$")
+# Room for the form fields and boundaries around an upload's file.
+MULTIPART_OVERHEAD = 256 * 1024
+# Answers given before any handler reads the body.
+_UNREAD_BODY_STATUSES = frozenset({401, 403, 404, 405, 413, 415})
 # Marks a request whose body was refused unread (see ``Router.__call__``).
 _REFUSED_BODY = "lectern.refused_body"
 
@@ -274,6 +278,10 @@ class Router:
         response.headers["X-Content-Type-Options"] = "nosniff"
         # Every route answers per user (and errors are never worth caching).
         response.headers["Cache-Control"] = "no-store"
+        if response.status_code in _UNREAD_BODY_STATUSES and request.content_length != 0:
+            # Answered before the body mattered (no token, wrong role, no route):
+            # don't let functions-framework read whatever was sent.
+            refuse_body(request)
         if request.environ.get(_REFUSED_BODY):
             # functions-framework reads the whole request body after every
             # non-streamed response; a streamed one skips that, so a refused
@@ -320,6 +328,9 @@ class Router:
                     raise PayloadTooLarge("the body is too large")
                 # A chunked body has no length to check: Werkzeug stops reading here.
                 request.max_content_length = MAX_JSON_BYTES + 1
+            else:
+                # Multipart is the upload's; its handler may lower this, never raise it.
+                request.max_content_length = self.settings.max_upload_bytes + MULTIPART_OVERHEAD
             route, match = chosen
             # Every route needs a signed-in user: the token is checked before
             # the body is read, so an anonymous caller learns nothing but 401.

@@ -273,3 +273,13 @@ def test_times_the_driver_cannot_convert_are_422_and_poison_no_connection(
     # Every connection in the pool still answers correctly.
     for _ in range(6):
         assert apps["profile"].get("/me", headers=headers).status_code == 200
+
+
+def test_an_anonymous_body_is_refused_unread_whatever_its_type(server: int) -> None:
+    """No token: 401 at once, and the body (here 2.5 MiB of multipart) is never read."""
+    filler = (b"0" * 65536 for _ in range(40))
+    status, body = _chunked_post(
+        server, {}, filler, content_type="multipart/form-data; boundary=lecternboundary"
+    )
+    assert status == 401
+    assert body["error"]["code"] in {"missing_token", "unauthorized"}
