@@ -39,7 +39,8 @@ def load(connection: Any, chunks: int) -> None:
         "INSERT INTO lecturers (id, name) VALUES (gen_random_uuid(), 'Bench')",
         "INSERT INTO material_types (id, display_name) VALUES (gen_random_uuid(), 'Bench')",
         f"INSERT INTO courses (id, code, name, major_id, year_id, semester) "
-        f"SELECT gen_random_uuid(), 'B' || n, 'Course ' || n, (SELECT id FROM majors), 1, 1 "
+        f"SELECT gen_random_uuid(), 'B' || n, 'Course ' || n, "
+        f"(SELECT id FROM majors LIMIT 1), 1, 1 "
         f"FROM generate_series(1, {COURSES}) n",
         f"""
         CREATE TEMP TABLE bench_materials AS
@@ -51,16 +52,18 @@ def load(connection: Any, chunks: int) -> None:
         INSERT INTO file_requests (id, user_id, course_id, type_id, lecturer_id, title,
             academic_year, material_year, file_url, original_filename, sha256, size_bytes,
             page_count, status)
-        SELECT id, (SELECT id FROM users), course_id, (SELECT id FROM material_types),
-               (SELECT id FROM lecturers), 'M' || n, 1, 2024, 'bench/' || n, 'm.pdf',
+        SELECT id, (SELECT id FROM users LIMIT 1), course_id,
+               (SELECT id FROM material_types LIMIT 1), (SELECT id FROM lecturers LIMIT 1),
+               'M' || n, 1, 2024, 'bench/' || n, 'm.pdf',
                md5(n::text), 1, 10, 'approved'
           FROM bench_materials
         """,
         """
         INSERT INTO materials (id, title, academic_year, material_year, course_id, lecturer_id,
             type_id, uploader_id, file_url, page_count, sha256, ingest_status)
-        SELECT id, 'M' || n, 1, 2024, course_id, (SELECT id FROM lecturers),
-               (SELECT id FROM material_types), (SELECT id FROM users), 'bench/' || n, 10,
+        SELECT id, 'M' || n, 1, 2024, course_id, (SELECT id FROM lecturers LIMIT 1),
+               (SELECT id FROM material_types LIMIT 1), (SELECT id FROM users LIMIT 1),
+               'bench/' || n, 10,
                md5(n::text), 'ready'
           FROM bench_materials
         """,
@@ -91,7 +94,7 @@ def build_index(connection: Any) -> float:
     connection.execute(
         text(
             "CREATE INDEX ix_material_chunks_embedding_hnsw ON material_chunks "
-            "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+            "USING hnsw (embedding halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
         )
     )
     connection.execute(text("VACUUM ANALYZE material_chunks"))
@@ -100,7 +103,7 @@ def build_index(connection: Any) -> float:
 
 VECTOR_SQL = (
     "SELECT c.id FROM material_chunks c {join} WHERE c.embedding_model = 'bench' {where} "
-    "ORDER BY c.embedding <=> CAST(:q AS vector) LIMIT 10"
+    "ORDER BY c.embedding <=> CAST(:q AS halfvec(1536)) LIMIT 10"
 )
 
 
