@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import audit, clock
+from shared.catalog import contains_pattern
 from shared.db.models import AuditLog, FileRequest, Material, User
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.pagination import after_key, split_page
@@ -58,10 +59,6 @@ def admin_user_to_json(user: User) -> dict[str, Any]:
     return {**user_to_json(user), "last_login_at": user.last_login_at}
 
 
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def list_users(
     session: Session,
     *,
@@ -76,7 +73,7 @@ def list_users(
     if role is not None:
         statement = statement.where(User.role == role)
     if q:
-        pattern = f"%{_escape_like(q)}%"
+        pattern = contains_pattern(q)
         statement = statement.where(
             or_(User.name.ilike(pattern, escape="\\"), User.email.ilike(pattern, escape="\\"))
         )

@@ -65,14 +65,16 @@ def list_material_types(*, session: Session) -> list[dict[str, Any]]:
     return [{"id": t.id, "display_name": t.display_name} for t in types]
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def contains_pattern(text: str) -> str:
+    """An ILIKE pattern (escape ``\\``) matching ``text`` anywhere, its ``%`` and ``_`` literal."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def search_lecturers(*, session: Session, query: str | None, limit: int) -> list[dict[str, Any]]:
     statement = select(Lecturer).order_by(Lecturer.name).limit(limit)
     if query:
-        statement = statement.where(Lecturer.name.ilike(f"%{_escape_like(query)}%", escape="\\"))
+        statement = statement.where(Lecturer.name.ilike(contains_pattern(query), escape="\\"))
     return [{"id": lecturer.id, "name": lecturer.name} for lecturer in session.scalars(statement)]
 
 
