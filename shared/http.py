@@ -83,6 +83,9 @@ def _encode(value: object) -> object:
 
 
 def json_response(body: object, status: int = 200) -> flask.Response:
+    if isinstance(body, BaseModel):
+        # A route's declared response model: the document describes exactly this.
+        body = body.model_dump(mode="json")
     payload = json.dumps(body, default=_encode, ensure_ascii=False, separators=(",", ":"))
     return flask.Response(payload, status=status, mimetype="application/json")
 
@@ -224,8 +227,17 @@ class Call:
 @dataclass
 class _Route:
     method: str
+    path: str
     pattern: re.Pattern[str]
     handler: Handler
+    # What the OpenAPI document says about the route (the handler still
+    # validates with call.json/call.query; these name the same models).
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    summary: str | None = None
 
 
 class Router:
@@ -241,29 +253,34 @@ class Router:
         target = os.environ.get("FUNCTION_TARGET", "").strip("/")
         self._prefix = f"/{target}" if target else None
 
-    def route(self, method: str, path: str) -> Callable[[Handler], Handler]:
+    def route(self, method: str, path: str, **declared: Any) -> Callable[[Handler], Handler]:
+        """Register a handler; ``declared`` describes it for the OpenAPI document:
+        ``body``/``query`` (request models), ``response`` (the model the handler
+        returns through ``json_response``), ``status`` (its success status),
+        ``errors`` (the route's own error statuses) and ``summary``."""
         regex = "^" + _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", path.rstrip("/")) + "/?$"
 
         def register(handler: Handler) -> Handler:
-            self._routes.append(_Route(method.upper(), re.compile(regex), handler))
+            route = _Route(method.upper(), path, re.compile(regex), handler, **declared)
+            self._routes.append(route)
             return handler
 
         return register
 
-    def get(self, path: str) -> Callable[[Handler], Handler]:
-        return self.route("GET", path)
+    def get(self, path: str, **declared: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, **declared)
 
-    def post(self, path: str) -> Callable[[Handler], Handler]:
-        return self.route("POST", path)
+    def post(self, path: str, **declared: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, **declared)
 
-    def put(self, path: str) -> Callable[[Handler], Handler]:
-        return self.route("PUT", path)
+    def put(self, path: str, **declared: Any) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, **declared)
 
-    def patch(self, path: str) -> Callable[[Handler], Handler]:
-        return self.route("PATCH", path)
+    def patch(self, path: str, **declared: Any) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, **declared)
 
-    def delete(self, path: str) -> Callable[[Handler], Handler]:
-        return self.route("DELETE", path)
+    def delete(self, path: str, **declared: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, **declared)
 
     def __call__(self, request: flask.Request) -> flask.Response:
         given = request.headers.get("X-Request-Id", "")
