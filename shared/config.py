@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     # Per attempt and the whole retry deadline of one storage operation.
     STORAGE_TIMEOUT_S: float = Field(default=5, gt=0, le=300)
 
-    EMBEDDINGS_PROVIDER: Literal["gemini", "local"] = "local"
+    EMBEDDINGS_PROVIDER: Literal["gemini", "local", "local-semantic"] = "local"
     GEMINI_API_KEY: str | None = None
     GOOGLE_CLOUD_PROJECT: str | None = None
     GOOGLE_CLOUD_LOCATION: str | None = None
