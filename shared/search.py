@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from shared.db.models import Course, Material, MaterialChunk
 
 __all__ = [
+    "ARMS",
     "CANDIDATES",
     "EF_SEARCH",
     "MAX_PER_MATERIAL",
@@ -44,6 +45,7 @@ __all__ = [
     "search",
 ]
 
+ARMS = frozenset({"lexical", "vector"})
 RRF_K = 60
 CANDIDATES = 40
 EF_SEARCH = 100
@@ -207,13 +209,27 @@ def search(
     model: str,
     filters: SearchFilters,
     limit: int,
+    arms: frozenset[str] = ARMS,
 ) -> list[dict[str, Any]]:
-    """The best ``limit`` chunks for the query, fused score first."""
+    """The best ``limit`` chunks for the query, fused score first.
+
+    ``arms`` selects which retrieval arms run ("lexical", "vector"); with one,
+    its own order is the ranking (benchmarks score each arm alone).
+    """
+    unknown = arms - ARMS
+    if unknown or not arms:
+        raise ValueError(f"arms must be a non-empty subset of {sorted(ARMS)}, got {sorted(arms)}")
     candidates = max(CANDIDATES, 2 * limit)
     ef_search = max(EF_SEARCH, candidates)
-    vector_ids = _vector_arm(session, query_vector, model, filters, candidates, ef_search)
+    vector_ids = (
+        _vector_arm(session, query_vector, model, filters, candidates, ef_search)
+        if "vector" in arms
+        else []
+    )
     terms = [term for term in session.scalars(_QUERY_TERMS, {"query_text": query_text}) if term]
-    lexical_ids = _lexical_arm(session, terms, filters, candidates) if terms else []
+    lexical_ids = (
+        _lexical_arm(session, terms, filters, candidates) if terms and "lexical" in arms else []
+    )
     tsquery = _any_of(terms) if terms else func.to_tsquery("simple", "")
     scores = _fuse([vector_ids, lexical_ids])
     if not scores:
