@@ -50,6 +50,7 @@ __all__ = [
     "MotivationalQuote",
     "PointsTransaction",
     "RateLimitWindow",
+    "ReadingProgress",
     "User",
     "UserCourseActivity",
     "UserNote",
@@ -352,6 +353,32 @@ class FileViewingSession(Base):
     completion_score: Mapped[float] = mapped_column(server_default="0")
     is_complete: Mapped[bool] = mapped_column(server_default="false")
     completed_at: Mapped[datetime | None]
+
+
+class ReadingProgress(Base):
+    """A user's reading of one file across all their sessions (migration 0015).
+
+    A new session resumes from ``active_seconds``. ``credited_through`` is the
+    wall-clock moment up to which reading time has been credited: parallel
+    sessions of the same user and file draw on one clock, so together they
+    never credit more seconds than have passed (see ``shared.reading``).
+    """
+
+    __tablename__ = "reading_progress"
+    __table_args__ = (
+        CheckConstraint("active_seconds >= 0", name="active_seconds"),
+        Index("ix_reading_progress_file_id", "file_id"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("materials.id", ondelete="CASCADE"), primary_key=True
+    )
+    active_seconds: Mapped[int] = mapped_column(server_default="0")
+    is_complete: Mapped[bool] = mapped_column(server_default="false")
+    completed_at: Mapped[datetime | None]
+    credited_through: Mapped[Timestamp]
+    updated_at: Mapped[Timestamp]
 
 
 class UserCourseActivity(Base):
