@@ -121,6 +121,8 @@ class Plan:
 
     request_id: uuid.UUID
     action: str
+    # The course the destination was chosen for.
+    course_id: uuid.UUID
     old_object: str
     new_object: str
     # None when nothing is copied (the object stays where it is).
@@ -197,9 +199,11 @@ def plan(session: Session, *, request_id: uuid.UUID, action: str) -> Plan:
     if action == "undo_reject":
         _raise_if_live_duplicate(session, request)
     filename = safe_filename(request.original_filename)
-    if action == "undo_approve" or (action == "approve" and in_course_folder(request.file_url)):
+    if action == "undo_approve" or (
+        action == "approve" and _hidden_in_its_course(session, request)
+    ):
         # Unpublished in place, or published again from there: nothing moves.
-        return Plan(request.id, action, request.file_url, request.file_url, None)
+        return Plan(request.id, action, request.course_id, request.file_url, request.file_url, None)
     if action == "approve":
         course = session.get(Course, request.course_id)
         assert course is not None
@@ -213,7 +217,19 @@ def plan(session: Session, *, request_id: uuid.UUID, action: str) -> Plan:
     intent = ObjectIntent(id=uuid.uuid4(), name=new_object, request_id=request.id)
     session.add(intent)
     session.flush()
-    return Plan(request.id, action, request.file_url, new_object, intent.id)
+    return Plan(request.id, action, request.course_id, request.file_url, new_object, intent.id)
+
+
+def _hidden_in_its_course(session: Session, request: FileRequest) -> bool:
+    """Whether an undone approval's object still sits in the request's course folder.
+
+    A request edited to another course while pending moves to that course's
+    folder when approved again, like a first approval.
+    """
+    if not in_course_folder(request.file_url):
+        return False
+    material = session.get(Material, request.id)
+    return material is not None and material.course_id == request.course_id
 
 
 def commit(
@@ -234,6 +250,11 @@ def commit(
     if request.file_url != planned.old_object:
         raise ItemError(
             "invalid_transition", "the request was moved meanwhile; reload", request.status
+        )
+    if request.course_id != planned.course_id:
+        # Edited while pending (PATCH /requests/{id}): the name planned is in the old folder.
+        raise ItemError(
+            "invalid_transition", "the request was edited meanwhile; reload", request.status
         )
     action = planned.action
     _, target_status = ACTIONS[action]
@@ -260,8 +281,11 @@ def commit(
     # Constraint violations surface here and roll the item back.
     session.flush()
     stale = None
-    if planned.intent_id is not None:
-        drop_intent(session, planned.intent_id)
+    if planned.intent_id is not None and not drop_intent(session, planned.intent_id):
+        # This call outlived the sweep's cut-off, which claimed (and deletes) the copy.
+        raise ItemError(
+            "conflict", "this call took too long and its copy was cleaned up; try again"
+        )
     if planned.moves:
         intent = ObjectIntent(
             id=uuid.uuid4(),

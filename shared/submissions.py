@@ -140,8 +140,14 @@ def record_intent(session: Session, *, name: str, request_id: uuid.UUID | None) 
     return intent.id
 
 
-def drop_intent(session: Session, intent_id: uuid.UUID) -> None:
-    session.execute(delete(ObjectIntent).where(ObjectIntent.id == intent_id))
+def drop_intent(session: Session, intent_id: uuid.UUID) -> bool:
+    """Remove an intent; False when it was already gone.
+
+    A call that finds its own intent gone at commit ran so long that the sweep
+    claimed its object (``shared.sweep``): it must not commit a row naming it.
+    """
+    result = session.execute(delete(ObjectIntent).where(ObjectIntent.id == intent_id))
+    return bool(getattr(result, "rowcount", 0))
 
 
 def get_user_request(

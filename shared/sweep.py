@@ -72,21 +72,26 @@ def sweep_objects(
                 # Pin what is there now: a write that starts after the check
                 # below makes a newer generation, which this delete leaves.
                 generation = bucket.generation(name)
-                if generation is None:
-                    with transaction(settings) as session:
-                        drop_intent(session, intent_id)
-                    report.deleted.append(name)
-                    continue
             with transaction(settings) as session:
-                deletable = may_delete(
+                # Claimed by removing the intent: a call that outlived the
+                # cut-off finds its intent gone at commit and refuses to name
+                # the object (``drop_intent``), and one that committed first
+                # leaves nothing to claim. Both wait on the row here.
+                if not drop_intent(session, intent_id):
+                    continue
+                deletable = generation is not None and may_delete(
                     session, intent_id=intent_id, name=name, abandoned_before=cutoff
                 )
             if not deletable:
-                report.kept.append(name)
+                (report.kept if generation is not None else report.deleted).append(name)
                 continue
-            bucket.delete(name, generation=generation)
-            with transaction(settings) as session:
-                drop_intent(session, intent_id)
+            try:
+                bucket.delete(name, generation=generation)
+            except Exception:
+                # Claimed but not deleted: the next run tries again.
+                with transaction(settings) as session:
+                    session.add(ObjectIntent(name=name, generation=generation, request_id=None))
+                raise
             report.deleted.append(name)
         except Exception as error:
             log.warning("sweep: %s left for the next run: %s", name, type(error).__name__)
