@@ -11,6 +11,7 @@ unexpected is logged with its traceback and answered with a bare 500.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -63,6 +64,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/=+-]{1,128}$")
 MULTIPART_OVERHEAD = 256 * 1024
 # Answers given before any handler reads the body.
 _UNREAD_BODY_STATUSES = frozenset({401, 403, 404, 405, 413, 415})
+# Every function's OpenAPI document (shared.openapi), public.
+DOCUMENT_PATH = "/openapi.json"
 # Marks a request whose body was refused unread (see ``Router.__call__``).
 _REFUSED_BODY = "lectern.refused_body"
 
@@ -82,12 +85,18 @@ def _encode(value: object) -> object:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-def json_response(body: object, status: int = 200) -> flask.Response:
+def json_response(
+    body: object, status: int = 200, *, location: str | None = None
+) -> flask.Response:
+    """``body`` (a route's declared response model) as JSON; ``location`` for a 201."""
     if isinstance(body, BaseModel):
         # A route's declared response model: the document describes exactly this.
         body = body.model_dump(mode="json")
     payload = json.dumps(body, default=_encode, ensure_ascii=False, separators=(",", ":"))
-    return flask.Response(payload, status=status, mimetype="application/json")
+    response = flask.Response(payload, status=status, mimetype="application/json")
+    if location is not None:
+        response.headers["Location"] = location
+    return response
 
 
 def no_content() -> flask.Response:
@@ -164,6 +173,9 @@ class Call:
     params: dict[str, str]
     router: Router
     claims: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The function's root as the caller addressed it: "/catalog" behind the load
+    # balancer or under lectern dev, "" at the function's own URL.
+    root: str = ""
     _user: User | None = field(default=None, repr=False)
 
     @property
@@ -195,6 +207,10 @@ class Call:
         if user.role != "ADMIN":
             raise Forbidden("this action needs an admin", code="admin_only")
         return user
+
+    def location(self, path: str) -> str:
+        """A ``Location`` for ``path`` (a route of this function), as the caller reaches it."""
+        return self.root + path
 
     def path_id(self, name: str) -> uuid.UUID:
         """A UUID path parameter; a malformed one names nothing that exists (404)."""
@@ -238,6 +254,12 @@ class _Route:
     status: int = 200
     errors: tuple[int, ...] = ()
     summary: str | None = None
+    # A multipart body: its fields' model, and its files as (field, media type).
+    form: type[BaseModel] | None = None
+    files: tuple[tuple[str, str], ...] = ()
+    # "json", or the media type of a body that is not JSON (text/calendar).
+    content_type: str = "json"
+    response_description: str | None = None
 
 
 class Router:
@@ -247,6 +269,8 @@ class Router:
         self.settings = settings
         self.authenticator = authenticator
         self._routes: list[_Route] = []
+        # GET /openapi.json: generated on first request (never at start), then kept.
+        self._document: tuple[bytes, str] | None = None
         # Behind the load balancer (infra/loadbalancer.tf) a request keeps its
         # /<function> prefix; FUNCTION_TARGET is the entry point, which is the
         # function's name (functions-framework sets it before loading main.py).
@@ -257,7 +281,9 @@ class Router:
         """Register a handler; ``declared`` describes it for the OpenAPI document:
         ``body``/``query`` (request models), ``response`` (the model the handler
         returns through ``json_response``), ``status`` (its success status),
-        ``errors`` (the route's own error statuses) and ``summary``."""
+        ``errors`` (the route's own error statuses beyond the router's: 403,
+        409, 429...), ``summary``, ``form``/``files`` (a multipart body) and
+        ``content_type`` (a success body that is not JSON)."""
         regex = "^" + _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", path.rstrip("/")) + "/?$"
 
         def register(handler: Handler) -> Handler:
@@ -293,8 +319,9 @@ class Router:
         response.headers.extend(self._cors_headers(request))
         response.headers["X-Request-Id"] = request_id
         response.headers["X-Content-Type-Options"] = "nosniff"
-        # Every route answers per user (and errors are never worth caching).
-        response.headers["Cache-Control"] = "no-store"
+        if "Cache-Control" not in response.headers:
+            # Every route answers per user (and errors are never worth caching).
+            response.headers["Cache-Control"] = "no-store"
         if response.status_code in _UNREAD_BODY_STATUSES and request.content_length != 0:
             # Answered before the body mattered (no token, wrong role, no route):
             # don't let functions-framework read whatever was sent.
@@ -324,13 +351,26 @@ class Router:
 
     def _dispatch(self, request: flask.Request, request_id: str) -> flask.Response:
         path = request.path or "/"
+        # Mounted under a prefix (lectern dev's dispatcher sets SCRIPT_NAME).
+        root = request.script_root
         if self._prefix and (path == self._prefix or path.startswith(self._prefix + "/")):
             path = path[len(self._prefix) :] or "/"
+            root += self._prefix
+        if path == DOCUMENT_PATH and request.method in ("GET", "HEAD"):
+            # Public and before the routes: /{id} patterns would take it.
+            return self._document_response(request)
         matches = [(r, m) for r in self._routes if (m := r.pattern.match(path))]
         allowed = sorted({route.method for route, _ in matches})
+        if path == DOCUMENT_PATH:
+            allowed = ["GET", "HEAD"]
         try:
             if request.method == "OPTIONS":
                 return self._preflight(request, allowed)
+            if path == DOCUMENT_PATH:
+                raise MethodNotAllowed(
+                    f"{request.method} is not allowed here",
+                    headers={"Allow": "GET, HEAD, OPTIONS"},
+                )
             if not matches:
                 raise NotFound(f"no route for {path}")
             chosen = next(((r, m) for r, m in matches if r.method == request.method), None)
@@ -352,7 +392,7 @@ class Router:
             # Every route needs a signed-in user: the token is checked before
             # the body is read, so an anonymous caller learns nothing but 401.
             claims = self._verify(request)
-            return route.handler(Call(request, match.groupdict(), self, claims))
+            return route.handler(Call(request, match.groupdict(), self, claims, root=root))
         except LecternError as error:
             return self._error_response(request, error, request_id)
         except RequestEntityTooLarge:
@@ -390,6 +430,33 @@ class Router:
                 }
             }
             return json_response(body, 500)
+
+    @property
+    def routes(self) -> list[_Route]:
+        return list(self._routes)
+
+    def openapi(self, name: str) -> dict[str, Any]:
+        """This function's OpenAPI document (``shared.openapi``), ``name`` its function."""
+        from shared.openapi import document
+
+        return document(self._routes, name=name)
+
+    def _document_response(self, request: flask.Request) -> flask.Response:
+        if self._document is None:
+            # The entry point's name: functions-framework names the Flask app after it.
+            name = self._prefix.strip("/") if self._prefix else flask.current_app.name
+            payload = json.dumps(self.openapi(name), ensure_ascii=False, separators=(",", ":"))
+            data = payload.encode()
+            self._document = (data, hashlib.sha256(data).hexdigest()[:32])
+        data, etag = self._document
+        if request.if_none_match.contains(etag):
+            response = flask.Response(status=304)
+        else:
+            response = flask.Response(data, status=200, mimetype="application/json")
+        response.set_etag(etag)
+        # The same for everyone and changed only by a deploy.
+        response.headers["Cache-Control"] = "public, max-age=300"
+        return response
 
     def _verify(self, request: flask.Request) -> dict[str, Any]:
         from shared.auth import verified_claims

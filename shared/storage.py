@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
@@ -46,6 +46,7 @@ __all__ = [
     "RangeReader",
     "StorageUnavailable",
     "course_object",
+    "download_lifetime",
     "download_url",
     "get_bucket",
     "in_course_folder",
@@ -59,7 +60,13 @@ __all__ = [
     "upload_object",
 ]
 
-DOWNLOAD_URL_LIFETIME = timedelta(minutes=15)
+# A download URL outlives the file's required reading time twice over, plus a
+# margin, so a reader who pauses is not cut off mid-file (PDF.js keeps reading
+# ranges as pages are turned). Never shorter than an hour, never longer than
+# the 7 days a V4 signed URL may live. Reading the resource again gives a new URL.
+DOWNLOAD_URL_MINIMUM = timedelta(hours=1)
+DOWNLOAD_URL_MARGIN = timedelta(minutes=30)
+DOWNLOAD_URL_MAXIMUM = timedelta(days=7)
 MAX_NAME_LENGTH = 120
 
 META_REQUEST_ID = "lectern-request-id"
@@ -524,22 +531,39 @@ def get_bucket(settings: Settings) -> Bucket:
     return Bucket(settings)
 
 
-def download_url(settings: Settings, object_name: str) -> str:
-    """A URL the browser can fetch the object from for the next 15 minutes.
+def download_lifetime(page_count: int) -> timedelta:
+    """How long a download URL of a file of ``page_count`` pages works."""
+    from shared.reading import required_seconds
+
+    reading = timedelta(seconds=required_seconds(page_count))
+    return min(DOWNLOAD_URL_MAXIMUM, max(DOWNLOAD_URL_MINIMUM, 2 * reading + DOWNLOAD_URL_MARGIN))
+
+
+def download_url(settings: Settings, object_name: str, *, page_count: int) -> tuple[str, datetime]:
+    """A URL the browser can fetch the object from, and until when it works.
 
     In production a V4 signed URL. Cloud Functions hold no private key, so the
     signature comes from the IAM signBlob API with the function's own service
     account (it needs roles/iam.serviceAccountTokenCreator on itself only).
-    Against the emulator, its plain download URL, which the local stack serves.
+    Against the emulator, its plain download URL through the local stack's
+    storage proxy (CORS and HTTP Range for PDF.js); it never expires there,
+    but the same time is given so a client behaves alike in both.
     """
+    from shared import clock
+
+    lifetime = download_lifetime(page_count)
+    # Whole seconds, a little before the signature's own end: the client's
+    # refresh comes first.
+    expires_at = clock.now().replace(microsecond=0) + lifetime - timedelta(seconds=1)
     if settings.STORAGE_EMULATOR_HOST:
         host = settings.STORAGE_EMULATOR_HOST.rstrip("/")
         if "://" not in host:
             host = f"http://{host}"
-        return (
+        url = (
             f"{host}/download/storage/v1/b/{settings.GCS_BUCKET}/o/"
             f"{quote(object_name, safe='')}?alt=media"
         )
+        return url, expires_at
     import google.auth
     from google.auth.transport.requests import Request
 
@@ -547,11 +571,11 @@ def download_url(settings: Settings, object_name: str) -> str:
     credentials, _ = google.auth.default()
     credentials.refresh(Request())
     blob = _storage_client(settings).bucket(settings.GCS_BUCKET).blob(object_name)
-    url: str = blob.generate_signed_url(
+    signed: str = blob.generate_signed_url(
         version="v4",
-        expiration=DOWNLOAD_URL_LIFETIME,
+        expiration=lifetime,
         method="GET",
         service_account_email=credentials.service_account_email,
         access_token=credentials.token,
     )
-    return url
+    return signed, expires_at

@@ -29,9 +29,73 @@ from shared.db.engine import transaction
 from shared.errors import NotFound
 from shared.fields import SingleLineText
 from shared.http import Call, build_router, json_response, no_content
+from shared.responses import Course, Lecturer, Major, Material, MaterialDetail, MaterialType, Shape
 from shared.storage import download_url
 
 router = build_router(Needs.STORAGE)
+
+# Only admins write; a student's write is 403 before its body is read.
+ADMIN_WRITE = (403,)
+
+
+class MajorList(Shape):
+    majors: list[Major]
+
+
+class MaterialTypeList(Shape):
+    material_types: list[MaterialType]
+
+
+class LecturerList(Shape):
+    lecturers: list[Lecturer]
+
+
+class CourseList(Shape):
+    courses: list[Course]
+
+
+class MaterialPage(Shape):
+    materials: list[Material]
+    next_cursor: str | None
+
+
+class MaterialOne(Shape):
+    material: MaterialDetail
+
+
+class CourseDetail(Course):
+    major: Major | None
+    materials_count: int = Field(description="Published materials only.")
+
+
+class CourseOne(Shape):
+    course: CourseDetail
+
+
+class CourseWritten(Shape):
+    course: Course
+
+
+class MajorWritten(Shape):
+    major: Major
+
+
+class MaterialTypeWritten(Shape):
+    material_type: MaterialType
+
+
+class LecturerWritten(Shape):
+    lecturer: Lecturer
+
+
+class Moved(Shape):
+    requests: int
+    materials: int
+
+
+class LecturerMerged(Shape):
+    lecturer: Lecturer
+    moved: Moved
 
 
 class _Query(BaseModel):
@@ -58,41 +122,46 @@ class MaterialQuery(_Query):
     cursor: str | None = None
 
 
-@router.get("/majors")
+@router.get("/majors", response=MajorList)
 def list_majors(call: Call) -> flask.Response:
+    """Every major, by name."""
     with transaction(call.settings) as session:
         call.user(session)
-        return json_response({"majors": data.list_majors(session=session)})
+        return json_response(MajorList.of({"majors": data.list_majors(session=session)}))
 
 
-@router.get("/material-types")
+@router.get("/material-types", response=MaterialTypeList)
 def list_material_types(call: Call) -> flask.Response:
+    """Every material type, by name."""
     with transaction(call.settings) as session:
         call.user(session)
-        return json_response({"material_types": data.list_material_types(session=session)})
+        types = data.list_material_types(session=session)
+        return json_response(MaterialTypeList.of({"material_types": types}))
 
 
-@router.get("/lecturers")
+@router.get("/lecturers", query=LecturerQuery, response=LecturerList)
 def list_lecturers(call: Call) -> flask.Response:
+    """Lecturers by name; ``q`` matches anywhere in the name."""
     query = call.query(LecturerQuery)
     with transaction(call.settings) as session:
         call.user(session)
         lecturers = data.search_lecturers(session=session, query=query.q, limit=query.limit)
-        return json_response({"lecturers": lecturers})
+        return json_response(LecturerList.of({"lecturers": lecturers}))
 
 
-@router.get("/courses")
+@router.get("/courses", query=CourseQuery, response=CourseList)
 def list_courses(call: Call) -> flask.Response:
+    """Courses by year, semester and name, filtered by major, year and semester."""
     query = call.query(CourseQuery)
     with transaction(call.settings) as session:
         call.user(session)
         courses = data.list_courses(
             session=session, major_id=query.major_id, year=query.year, semester=query.semester
         )
-        return json_response({"courses": courses})
+        return json_response(CourseList.of({"courses": courses}))
 
 
-@router.get("/materials")
+@router.get("/materials", query=MaterialQuery, response=MaterialPage)
 def list_materials(call: Call) -> flask.Response:
     query = call.query(MaterialQuery)
     filters = data.MaterialFilters(
@@ -106,19 +175,26 @@ def list_materials(call: Call) -> flask.Response:
         materials, next_cursor = data.list_materials(
             session=session, filters=filters, limit=query.limit, cursor=query.cursor
         )
-    return json_response({"materials": materials, "next_cursor": next_cursor})
+    return json_response(MaterialPage.of({"materials": materials, "next_cursor": next_cursor}))
 
 
-@router.get("/materials/{material_id}")
+@router.get("/materials/{material_id}", response=MaterialOne)
 def get_material(call: Call) -> flask.Response:
+    """One published material with a download URL good for at least its reading time.
+
+    Reading it again gives a fresh URL (the way to refresh an expired one).
+    """
     material_id = call.path_id("material_id")
     with transaction(call.settings) as session:
         call.user(session)
         material = data.get_material(session=session, material_id=material_id)
     if material is None:
         raise NotFound("no such material")
-    material["download_url"] = download_url(call.settings, material.pop("file_url"))
-    return json_response({"material": material})
+    url, expires_at = download_url(
+        call.settings, material.pop("file_url"), page_count=material["page_count"]
+    )
+    material.update(download_url=url, download_url_expires_at=expires_at)
+    return json_response(MaterialOne.of({"material": material}))
 
 
 # --- Admin writes -----------------------------------------------------------
@@ -211,22 +287,27 @@ class MergeBody(_Body):
     into_id: uuid.UUID
 
 
-def _create(call: Call, kind: data.CatalogKind, model: type[_Body]) -> flask.Response:
+def _create(
+    call: Call, kind: data.CatalogKind, model: type[_Body], answer: type[Shape], collection: str
+) -> flask.Response:
     with transaction(call.settings) as session:
         # The role before the body: a student learns nothing about the fields.
         admin = call.admin(session)
         values = call.json(model).model_dump()
         row = data.create(session, kind, actor=admin, values=values)
-    return json_response({kind.key: row}, 201)
+    location = call.location(f"/{collection}/{row['id']}")
+    return json_response(answer.of({kind.key: row}), 201, location=location)
 
 
-def _update(call: Call, kind: data.CatalogKind, model: type[_Changes], name: str) -> flask.Response:
+def _update(
+    call: Call, kind: data.CatalogKind, model: type[_Changes], name: str, answer: type[Shape]
+) -> flask.Response:
     row_id = call.path_id(name)
     with transaction(call.settings) as session:
         admin = call.admin(session)
         changes = call.json(model).model_dump(exclude_unset=True)
         row = data.update(session, kind, actor=admin, row_id=row_id, changes=changes)
-    return json_response({kind.key: row})
+    return json_response(answer.of({kind.key: row}))
 
 
 def _delete(call: Call, kind: data.CatalogKind, name: str) -> flask.Response:
@@ -237,79 +318,120 @@ def _delete(call: Call, kind: data.CatalogKind, name: str) -> flask.Response:
     return no_content()
 
 
-@router.post("/majors")
+@router.post("/majors", body=NewMajor, response=MajorWritten, status=201, errors=ADMIN_WRITE)
 def create_major(call: Call) -> flask.Response:
-    return _create(call, data.MAJOR, NewMajor)
+    """Admin: add one (audited); 409 if its natural key is taken."""
+    return _create(call, data.MAJOR, NewMajor, MajorWritten, "majors")
 
 
-@router.patch("/majors/{major_id}")
+@router.patch(
+    "/majors/{major_id}", body=MajorChanges, response=MajorWritten, errors=(*ADMIN_WRITE, 409)
+)
 def update_major(call: Call) -> flask.Response:
-    return _update(call, data.MAJOR, MajorChanges, "major_id")
+    """Admin: change any of its fields (audited)."""
+    return _update(call, data.MAJOR, MajorChanges, "major_id", MajorWritten)
 
 
-@router.delete("/majors/{major_id}")
+@router.delete("/majors/{major_id}", status=204, errors=(*ADMIN_WRITE, 409))
 def delete_major(call: Call) -> flask.Response:
+    """Admin: delete one no row refers to (409 in_use otherwise; audited)."""
     return _delete(call, data.MAJOR, "major_id")
 
 
-@router.get("/courses/{course_id}")
+@router.get("/courses/{course_id}", response=CourseOne)
 def get_course(call: Call) -> flask.Response:
+    """One course with its major and how many published materials it has."""
     course_id = call.path_id("course_id")
     with transaction(call.settings) as session:
         call.user(session)
         course = data.get_course(session=session, course_id=course_id)
     if course is None:
         raise NotFound("no such course")
-    return json_response({"course": course})
+    return json_response(CourseOne.of({"course": course}))
 
 
-@router.post("/courses")
+@router.post("/courses", body=NewCourse, response=CourseWritten, status=201, errors=ADMIN_WRITE)
 def create_course(call: Call) -> flask.Response:
-    return _create(call, data.COURSE, NewCourse)
+    """Admin: add one (audited); 409 if its natural key is taken."""
+    return _create(call, data.COURSE, NewCourse, CourseWritten, "courses")
 
 
-@router.patch("/courses/{course_id}")
+@router.patch(
+    "/courses/{course_id}", body=CourseChanges, response=CourseWritten, errors=(*ADMIN_WRITE, 409)
+)
 def update_course(call: Call) -> flask.Response:
-    return _update(call, data.COURSE, CourseChanges, "course_id")
+    """Admin: change any of its fields (audited)."""
+    return _update(call, data.COURSE, CourseChanges, "course_id", CourseWritten)
 
 
-@router.delete("/courses/{course_id}")
+@router.delete("/courses/{course_id}", status=204, errors=(*ADMIN_WRITE, 409))
 def delete_course(call: Call) -> flask.Response:
+    """Admin: delete one no row refers to (409 in_use otherwise; audited)."""
     return _delete(call, data.COURSE, "course_id")
 
 
-@router.post("/material-types")
+@router.post(
+    "/material-types",
+    body=NewMaterialType,
+    response=MaterialTypeWritten,
+    status=201,
+    errors=ADMIN_WRITE,
+)
 def create_material_type(call: Call) -> flask.Response:
-    return _create(call, data.MATERIAL_TYPE, NewMaterialType)
+    """Admin: add one (audited); 409 if its natural key is taken."""
+    return _create(call, data.MATERIAL_TYPE, NewMaterialType, MaterialTypeWritten, "material-types")
 
 
-@router.patch("/material-types/{type_id}")
+@router.patch(
+    "/material-types/{type_id}",
+    body=MaterialTypeChanges,
+    response=MaterialTypeWritten,
+    errors=(*ADMIN_WRITE, 409),
+)
 def update_material_type(call: Call) -> flask.Response:
-    return _update(call, data.MATERIAL_TYPE, MaterialTypeChanges, "type_id")
+    """Admin: change any of its fields (audited)."""
+    return _update(call, data.MATERIAL_TYPE, MaterialTypeChanges, "type_id", MaterialTypeWritten)
 
 
-@router.delete("/material-types/{type_id}")
+@router.delete("/material-types/{type_id}", status=204, errors=(*ADMIN_WRITE, 409))
 def delete_material_type(call: Call) -> flask.Response:
+    """Admin: delete one no row refers to (409 in_use otherwise; audited)."""
     return _delete(call, data.MATERIAL_TYPE, "type_id")
 
 
-@router.post("/lecturers")
+@router.post(
+    "/lecturers", body=NewLecturer, response=LecturerWritten, status=201, errors=ADMIN_WRITE
+)
 def create_lecturer(call: Call) -> flask.Response:
-    return _create(call, data.LECTURER, NewLecturer)
+    """Admin: add one (audited); 409 if its natural key is taken."""
+    return _create(call, data.LECTURER, NewLecturer, LecturerWritten, "lecturers")
 
 
-@router.patch("/lecturers/{lecturer_id}")
+@router.patch(
+    "/lecturers/{lecturer_id}",
+    body=LecturerChanges,
+    response=LecturerWritten,
+    errors=(*ADMIN_WRITE, 409),
+)
 def update_lecturer(call: Call) -> flask.Response:
-    return _update(call, data.LECTURER, LecturerChanges, "lecturer_id")
+    """Admin: change any of its fields (audited)."""
+    return _update(call, data.LECTURER, LecturerChanges, "lecturer_id", LecturerWritten)
 
 
-@router.delete("/lecturers/{lecturer_id}")
+@router.delete("/lecturers/{lecturer_id}", status=204, errors=(*ADMIN_WRITE, 409))
 def delete_lecturer(call: Call) -> flask.Response:
+    """Admin: delete one no row refers to (409 in_use otherwise; audited)."""
     return _delete(call, data.LECTURER, "lecturer_id")
 
 
-@router.post("/lecturers/{lecturer_id}/merge")
+@router.post(
+    "/lecturers/{lecturer_id}/merge",
+    body=MergeBody,
+    response=LecturerMerged,
+    errors=(*ADMIN_WRITE, 409),
+)
 def merge_lecturer(call: Call) -> flask.Response:
+    """Admin: every material and request of this lecturer moves to ``into_id``; it is deleted."""
     lecturer_id = call.path_id("lecturer_id")
     with transaction(call.settings) as session:
         admin = call.admin(session)
@@ -317,7 +439,7 @@ def merge_lecturer(call: Call) -> flask.Response:
         lecturer, moved = data.merge_lecturers(
             session, actor=admin, lecturer_id=lecturer_id, into_id=body.into_id
         )
-    return json_response({"lecturer": lecturer, "moved": moved})
+    return json_response(LecturerMerged.of({"lecturer": lecturer, "moved": moved}))
 
 
 @functions_framework.http

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import flask
 import functions_framework
@@ -17,10 +17,146 @@ from shared.db.engine import transaction
 from shared.errors import Conflict, NotFound
 from shared.fields import MultilineText, SingleLineText
 from shared.http import Call, build_router, json_response
+from shared.responses import (
+    Download,
+    FileRequest,
+    IngestStatus,
+    RequestStatus,
+    Shape,
+    Uploader,
+    User,
+    UtcDatetime,
+)
 from shared.storage import download_url, get_bucket
 
 log = logging.getLogger("lectern.moderate")
 router = build_router(Needs.STORAGE)
+
+# Every route is for admins: a student is answered 403 before anything is read.
+ADMIN = (403,)
+
+
+class ModerationRequest(FileRequest):
+    uploader: Uploader
+
+
+class ModerationRequestDetail(ModerationRequest, Download):
+    pass
+
+
+class RequestPage(Shape):
+    requests: list[ModerationRequest]
+    next_cursor: str | None
+
+
+class RequestOne(Shape):
+    request: ModerationRequestDetail
+
+
+class RequestEdited(Shape):
+    request: ModerationRequest
+
+
+class ActionSucceeded(Shape):
+    request_id: uuid.UUID
+    ok: Literal[True]
+    status: RequestStatus = Field(description="The request's status after the action.")
+
+
+class ActionFailed(Shape):
+    request_id: uuid.UUID
+    ok: Literal[False]
+    status: RequestStatus | None = Field(
+        description="The request's status, left as it was (null when there is no such request)."
+    )
+    error: str = Field(description="The item's error code (object_missing, invalid_transition...).")
+    message: str
+
+
+class ActionResults(Shape):
+    results: list[Annotated[ActionSucceeded | ActionFailed, Field(discriminator="ok")]]
+
+
+class AuditEntry(Shape):
+    id: uuid.UUID
+    timestamp: UtcDatetime
+    actor_id: uuid.UUID | None = Field(description="Null for the CLI; actor_name says which.")
+    actor_name: str
+    action: str
+    target_type: str
+    target_ids: list[str]
+    meta_data: dict[str, Any]
+
+
+class AuditPage(Shape):
+    entries: list[AuditEntry]
+    next_cursor: str | None
+
+
+class AdminUser(User):
+    last_login_at: UtcDatetime | None
+
+
+class UserPage(Shape):
+    users: list[AdminUser]
+    next_cursor: str | None
+
+
+class UserOne(Shape):
+    user: AdminUser
+
+
+class AdminMaterial(Shape):
+    id: uuid.UUID
+    title: str
+    course_id: uuid.UUID
+    type_id: uuid.UUID
+    lecturer_id: uuid.UUID
+    uploader_id: uuid.UUID
+    academic_year: int
+    material_year: int
+    page_count: int
+    ingest_status: IngestStatus
+    chunk_count: int
+    ingest_error: str | None
+    ingest_error_code: str | None
+    ingest_attempts: int
+    ingest_started_at: UtcDatetime | None
+    ingest_finished_at: UtcDatetime | None
+    created_at: UtcDatetime
+
+
+class MaterialQueued(Shape):
+    material: AdminMaterial
+
+
+class RequestCounts(Shape):
+    pending: int
+    approved: int
+    rejected: int
+    withdrawn: int
+
+
+class MaterialCounts(Shape):
+    queued: int
+    processing: int
+    ready: int
+    no_text: int
+    failed: int
+
+
+class UserCounts(Shape):
+    STUDENT: int
+    ADMIN: int
+
+
+class Stats(Shape):
+    requests: RequestCounts
+    oldest_pending_at: UtcDatetime | None
+    oldest_pending_age_seconds: int | None
+    materials: MaterialCounts
+    users: UserCounts
+    approvals_last_7_days: int
 
 
 class RequestQuery(BaseModel):
@@ -60,8 +196,9 @@ class ActionBody(BaseModel):
         return self
 
 
-@router.get("/requests")
+@router.get("/requests", query=RequestQuery, response=RequestPage, errors=ADMIN)
 def list_requests(call: Call) -> flask.Response:
+    """The moderation queue, oldest first (pending by default)."""
     query = call.query(RequestQuery)
     with transaction(call.settings) as session:
         call.admin(session)
@@ -73,10 +210,10 @@ def list_requests(call: Call) -> flask.Response:
             limit=query.limit,
             cursor=query.cursor,
         )
-    return json_response({"requests": requests, "next_cursor": next_cursor})
+    return json_response(RequestPage.of({"requests": requests, "next_cursor": next_cursor}))
 
 
-@router.get("/requests/{request_id}")
+@router.get("/requests/{request_id}", response=RequestOne, errors=ADMIN)
 def get_request(call: Call) -> flask.Response:
     """One request with a download URL, so the file can be read before judging it."""
     request_id = call.path_id("request_id")
@@ -85,12 +222,19 @@ def get_request(call: Call) -> flask.Response:
         found = moderation.get_request(session, request_id=request_id)
     if found is None:
         raise NotFound("no such request")
-    found["download_url"] = download_url(call.settings, found.pop("file_url"))
-    return json_response({"request": found})
+    url, expires_at = download_url(
+        call.settings, found.pop("file_url"), page_count=found["page_count"]
+    )
+    found.update(download_url=url, download_url_expires_at=expires_at)
+    return json_response(RequestOne.of({"request": found}))
 
 
-@router.post("/actions")
+@router.post("/actions", body=ActionBody, response=ActionResults, errors=ADMIN)
 def act(call: Call) -> flask.Response:
+    """Approve, reject, undo or take down up to 100 requests; one result per request.
+
+    Each item succeeds or fails alone (``ok``); the call is audited once.
+    """
     with transaction(call.settings) as session:
         admin = call.admin(session)
     body = call.json(ActionBody)
@@ -102,10 +246,10 @@ def act(call: Call) -> flask.Response:
         request_ids=list(dict.fromkeys(body.request_ids)),
         reason=body.reason,
     )
-    return json_response({"results": results})
+    return json_response(ActionResults.of({"results": results}))
 
 
-@router.get("/audit")
+@router.get("/audit", query=AuditQuery, response=AuditPage, errors=ADMIN)
 def list_audit_log(call: Call) -> flask.Response:
     query = call.query(AuditQuery)
     with transaction(call.settings) as session:
@@ -119,7 +263,7 @@ def list_audit_log(call: Call) -> flask.Response:
             limit=query.limit,
             cursor=query.cursor,
         )
-    return json_response({"entries": entries, "next_cursor": next_cursor})
+    return json_response(AuditPage.of({"entries": entries, "next_cursor": next_cursor}))
 
 
 class UsersQuery(BaseModel):
@@ -163,7 +307,7 @@ class EditBody(BaseModel):
         return self
 
 
-@router.patch("/requests/{request_id}")
+@router.patch("/requests/{request_id}", body=EditBody, response=RequestEdited, errors=ADMIN)
 def edit_request(call: Call) -> flask.Response:
     """Correct a pending request's metadata before judging it (audited as edit_request)."""
     request_id = call.path_id("request_id")
@@ -177,22 +321,24 @@ def edit_request(call: Call) -> flask.Response:
         found = moderation.get_request(session, request_id=request_id)
     assert found is not None
     found.pop("file_url")
-    return json_response({"request": found})
+    return json_response(RequestEdited.of({"request": found}))
 
 
-@router.get("/users")
+@router.get("/users", query=UsersQuery, response=UserPage, errors=ADMIN)
 def list_users(call: Call) -> flask.Response:
+    """Users, newest first; ``q`` matches name or email anywhere."""
     query = call.query(UsersQuery)
     with transaction(call.settings) as session:
         call.admin(session)
         users, next_cursor = admin.list_users(
             session, q=query.q, role=query.role, limit=query.limit, cursor=query.cursor
         )
-    return json_response({"users": users, "next_cursor": next_cursor})
+    return json_response(UserPage.of({"users": users, "next_cursor": next_cursor}))
 
 
-@router.patch("/users/{user_id}")
+@router.patch("/users/{user_id}", body=RoleBody, response=UserOne, errors=ADMIN)
 def change_role(call: Call) -> flask.Response:
+    """Make a user an admin or a student again (409 last_admin for the last admin)."""
     user_id = call.path_id("user_id")
     with transaction(call.settings) as session:
         call.admin(session)
@@ -204,10 +350,15 @@ def change_role(call: Call) -> flask.Response:
         user = admin.change_role(
             session, actor=actor, admins=admins, user_id=user_id, role=body.role
         )
-        return json_response({"user": admin.admin_user_to_json(user)})
+        return json_response(UserOne.of({"user": admin.admin_user_to_json(user)}))
 
 
-@router.post("/materials/{material_id}/reingest")
+@router.post(
+    "/materials/{material_id}/reingest",
+    response=MaterialQueued,
+    status=202,
+    errors=(*ADMIN, 409),
+)
 def reingest_material(call: Call) -> flask.Response:
     """202: the material is queued again and its object announced to the pipeline.
 
@@ -241,15 +392,16 @@ def reingest_material(call: Call) -> flask.Response:
         bucket=bucket.name, name=object_name, generation=generation, metadata=metadata
     )
     reingest.announce(call.settings, notice)
-    return json_response({"material": body}, 202)
+    return json_response(MaterialQueued.of({"material": body}), 202)
 
 
-@router.get("/stats")
+@router.get("/stats", response=Stats, errors=ADMIN)
 def get_stats(call: Call) -> flask.Response:
+    """The moderation dashboard's figures (every status and role present, 0 if none)."""
     with transaction(call.settings) as session:
         call.admin(session)
         figures = admin.stats(session, now=clock.now())
-    return json_response(figures)
+    return json_response(Stats.of(figures))
 
 
 @functions_framework.http
