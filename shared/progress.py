@@ -1,8 +1,9 @@
 """Per-user course activity (the seed's user_course_activities).
 
 ``total_files`` is the course's number of published materials and
-``files_completed`` the number of them the user has completed at least once
-(hidden materials count for neither, and count again once shown);
+``files_completed`` the number of them the user has completed
+(``reading_progress.is_complete``, which never goes back; hidden materials
+count for neither, and count again once shown);
 both are recomputed from their sources rather than incremented, so a retry or
 a material that comes and goes can never leave them wrong.
 """
@@ -33,12 +34,12 @@ _REFRESH = text(
          WHERE course_id = :course_id AND is_published
     ), done AS (
         SELECT activity.user_id,
-               (SELECT count(DISTINCT s.file_id)
-                  FROM file_viewing_sessions s
-                  JOIN materials m ON m.id = s.file_id AND m.is_published
-                 WHERE s.user_id = activity.user_id
+               (SELECT count(*)
+                  FROM reading_progress p
+                  JOIN materials m ON m.id = p.file_id AND m.is_published
+                 WHERE p.user_id = activity.user_id
                    AND m.course_id = :course_id
-                   AND s.is_complete) AS completed
+                   AND p.is_complete) AS completed
           FROM user_course_activities activity
          WHERE activity.course_id = :course_id
            AND (CAST(:user_id AS uuid) IS NULL OR activity.user_id = :user_id)
