@@ -38,6 +38,8 @@ from shared.fields import MultilineText, SingleLineText
 from shared.http import Call, build_router, json_response, no_content, refuse_body, validate
 from shared.moderation import delete_unreferenced, may_delete
 from shared.pdf import count_pages
+from shared.responses import FileRequest as RequestShape
+from shared.responses import Shape, UtcDatetime
 from shared.storage import (
     META_UPLOAD_ID,
     META_UPLOADER_ID,
@@ -112,6 +114,41 @@ class ListQuery(BaseModel):
     cursor: str | None = None
 
 
+class RequestOne(Shape):
+    request: RequestShape
+
+
+class RequestPage(Shape):
+    requests: list[RequestShape]
+    next_cursor: str | None
+
+
+class Upload(Shape):
+    """Where and how the browser sends the file's bytes, and until when."""
+
+    id: uuid.UUID
+    upload_url: str = Field(description="A resumable upload session; PUT the bytes here.")
+    method: Literal["PUT"]
+    headers: dict[str, str] = Field(description="Headers to send with the bytes.")
+    chunk_multiple: int = Field(description="Chunks other than the last are multiples of this.")
+    filename: str
+    size_bytes: int
+    content_type: str
+    status: Literal["open", "completed", "failed"]
+    created_at: UtcDatetime
+    expires_at: UtcDatetime
+
+
+class UploadOne(Shape):
+    upload: Upload
+
+
+def _created(call: Call, body: dict[str, Any]) -> flask.Response:
+    """201 with the new request, and where it is read from."""
+    location = call.location(f"/{body['id']}")
+    return json_response(RequestOne.of({"request": body}), 201, location=location)
+
+
 def _form(call: Call) -> tuple[SubmitForm, bytes, str]:
     """The validated fields and the file's bytes, read under the size cap."""
     request = call.request
@@ -151,7 +188,15 @@ def _form(call: Call) -> tuple[SubmitForm, bytes, str]:
     return form, data, upload.filename or ""
 
 
-@router.post("/")
+@router.post(
+    "/",
+    form=SubmitForm,
+    files=(("file", "application/pdf"),),
+    response=RequestOne,
+    status=201,
+    errors=(409, 429),
+    summary="Upload a PDF for moderation (multipart/form-data: the file and its fields)",
+)
 def submit_file(call: Call) -> flask.Response:
     """Check, upload, then record: no transaction is open while the bucket is called.
 
@@ -223,7 +268,7 @@ def submit_file(call: Call) -> flask.Response:
                 _check(session, form, sha256, user_id)
         raise
     log.info("file submitted", extra={"file_request_id": str(request_id), "pages": page_count})
-    return json_response({"request": body}, 201)
+    return _created(call, body)
 
 
 def _insert_request(
@@ -287,9 +332,11 @@ def _delete_orphan(call: Call, intent_id: uuid.UUID, name: str, generation: int 
     delete_unreferenced(call.settings, intent_id, name, generation)
 
 
-@router.post("/uploads")
+@router.post("/uploads", body=UploadForm, response=UploadOne, status=201, errors=(429,))
 def open_upload(call: Call) -> flask.Response:
     """A resumable upload session for one PDF, sent by the browser straight to the bucket.
+
+    ``Location`` is the session's ``upload_url``, as GCS answers a new resumable session.
 
     Counted against the same per-user limit as a multipart upload (a direct
     upload is one upload; its complete call is not counted again). The
@@ -338,7 +385,7 @@ def open_upload(call: Call) -> flask.Response:
         )
         body = uploads.upload_to_json(upload, upload_url)
     log.info("upload opened", extra={"upload_id": str(upload_id), "size_bytes": form.size_bytes})
-    return json_response({"upload": body}, 201)
+    return json_response(UploadOne.of({"upload": body}), 201, location=upload_url)
 
 
 def _allowed_origin(call: Call) -> str | None:
@@ -354,7 +401,13 @@ class _Settled(Exception):
     """The upload was settled by another complete call meanwhile."""
 
 
-@router.post("/uploads/{upload_id}/complete")
+@router.post(
+    "/uploads/{upload_id}/complete",
+    body=CompleteForm,
+    response=RequestOne,
+    status=201,
+    errors=(409,),
+)
 def complete_upload(call: Call) -> flask.Response:
     """Check the uploaded object as a multipart file, then make it a request.
 
@@ -382,7 +435,7 @@ def complete_upload(call: Call) -> flask.Response:
         user_id = call.user(session).id
         upload = uploads.lock_own(session, user_id=user_id, upload_id=upload_id)
         if upload.status != "open":
-            return _settled_answer(session, upload)
+            return _settled_answer(call, session, upload)
         expired = uploads.is_expired(upload, clock.now())
         if not expired:
             _check_references(session, form)
@@ -467,10 +520,10 @@ def complete_upload(call: Call) -> flask.Response:
         "upload completed",
         extra={"file_request_id": str(request_id), "upload_id": str(upload_id)},
     )
-    return json_response({"request": body}, 201)
+    return _created(call, body)
 
 
-def _settled_answer(session: Session, upload: DirectUpload) -> flask.Response:
+def _settled_answer(call: Call, session: Session, upload: DirectUpload) -> flask.Response:
     """What the call that settled the upload answered (raised, for an error)."""
     if upload.status == "completed":
         assert upload.request_id is not None
@@ -478,7 +531,7 @@ def _settled_answer(session: Session, upload: DirectUpload) -> flask.Response:
             session, user_id=upload.user_id, request_id=upload.request_id
         )
         assert found is not None
-        return json_response({"request": submissions.request_to_json(*found)}, 201)
+        return _created(call, submissions.request_to_json(*found))
     assert upload.error is not None
     raise uploads.stored_error(upload.error)
 
@@ -488,7 +541,7 @@ def _answer_again(call: Call, upload_id: uuid.UUID, user_id: uuid.UUID) -> flask
     with transaction(call.settings) as session:
         upload = uploads.lock_own(session, user_id=user_id, upload_id=upload_id)
         if upload.status != "open":
-            return _settled_answer(session, upload)
+            return _settled_answer(call, session, upload)
     # Still open, yet its object is gone: it must be sent again.
     raise uploads.UploadIncomplete
 
@@ -500,7 +553,7 @@ def _refuse(
     with transaction(call.settings) as session:
         upload = uploads.lock_own(session, user_id=user_id, upload_id=upload_id)
         if upload.status != "open":
-            return _settled_answer(session, upload)
+            return _settled_answer(call, session, upload)
         name = upload.object_name
         intent_id = uploads.mark_failed(session, upload, error, clock.now())
     _delete_orphan(call, intent_id, name, None)
@@ -508,29 +561,31 @@ def _refuse(
     raise error
 
 
-@router.get("/")
+@router.get("/", query=ListQuery, response=RequestPage)
 def list_requests(call: Call) -> flask.Response:
+    """The caller's own requests, newest first."""
     query = call.query(ListQuery)
     with transaction(call.settings) as session:
         user = call.user(session)
         requests, next_cursor = submissions.list_user_requests(
             session, user_id=user.id, status=query.status, limit=query.limit, cursor=query.cursor
         )
-    return json_response({"requests": requests, "next_cursor": next_cursor})
+    return json_response(RequestPage.of({"requests": requests, "next_cursor": next_cursor}))
 
 
-@router.get("/{request_id}")
+@router.get("/{request_id}", response=RequestOne)
 def get_request(call: Call) -> flask.Response:
+    """One of the caller's own requests (another user's is 404)."""
     request_id = call.path_id("request_id")
     with transaction(call.settings) as session:
         user = call.user(session)
         found = submissions.get_user_request(session, user_id=user.id, request_id=request_id)
         if found is None:
             raise NotFound("no such request")
-        return json_response({"request": submissions.request_to_json(*found)})
+        return json_response(RequestOne.of({"request": submissions.request_to_json(*found)}))
 
 
-@router.delete("/{request_id}")
+@router.delete("/{request_id}", status=204, errors=(409,))
 def withdraw_request(call: Call) -> flask.Response:
     """The uploader withdraws their own pending request: 204, and its object is deleted.
 

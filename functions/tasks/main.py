@@ -7,6 +7,7 @@ import re
 import uuid
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import flask
@@ -33,8 +34,32 @@ from shared.db.models import Course, User, UserTask
 from shared.errors import NotFound, ValidationFailed
 from shared.fields import SingleLineText
 from shared.http import Call, build_router, json_response, no_content
+from shared.responses import Shape, Task
 
 router = build_router(Needs.NONE)
+
+
+class TaskList(Shape):
+    tasks: list[Task]
+
+
+class TaskOne(Shape):
+    task: Task
+
+
+class TaskWritten(Shape):
+    task: Task
+    overlaps: list[Task] = Field(
+        description="The caller's other tasks that day whose time intersects this one's."
+    )
+
+
+class PlanMade(Shape):
+    tasks: list[Task] = Field(description="The plan's tasks, by date and start.")
+    replaced: int = Field(
+        description="How many tasks of an earlier plan for the course ahead were removed."
+    )
+
 
 MAX_RANGE_DAYS = 366
 DEFAULT_RANGE_DAYS = 7
@@ -181,18 +206,20 @@ def _range(query: RangeQuery, today: date) -> tuple[date, date]:
     return first, last
 
 
-@router.get("/")
+@router.get("/", query=RangeQuery, response=TaskList)
 def list_tasks(call: Call) -> flask.Response:
+    """Tasks dated ``from``..``to``; with neither, the caller's week (Monday to Sunday)."""
     query = call.query(RangeQuery)
     first, last = _range(query, clock.now().astimezone(ZoneInfo(query.tz)).date())
     with transaction(call.settings) as session:
         user = call.user(session)
         tasks = data.list_tasks(session, user_id=user.id, first=first, last=last)
-    return json_response({"tasks": tasks})
+    return json_response(TaskList.of({"tasks": tasks}))
 
 
-@router.get("/calendar.ics")
+@router.get("/calendar.ics", query=CalendarQuery, content_type="text/calendar")
 def calendar_export(call: Call) -> flask.Response:
+    """The same range as the listing, as an iCalendar file."""
     query = call.query(CalendarQuery)
     zone = ZoneInfo(query.tz)
     first, last = _range(query, clock.now().astimezone(zone).date())
@@ -212,9 +239,16 @@ def _reading_title(title: str, part: int, parts: int) -> str:
     return prefix + title[: TITLE_LENGTH - len(prefix) - len(suffix)].strip() + suffix
 
 
-@router.post("/plan")
+@router.post("/plan", body=PlanRequest, response=PlanMade, status=201, errors=(409,))
 def plan_exam(call: Call) -> flask.Response:
+    """A study plan for an exam: the course's unread files in free half hours before it.
+
+    409 ``not_enough_time`` (with ``shortfall_minutes`` and ``earliest_exam_date``)
+    when they cannot fit; nothing changes then. ``Location`` is the listing of
+    the plan's days.
+    """
     body = call.json(PlanRequest)
+    body_tz = body.tz
     now = clock.now()
     local = now.astimezone(ZoneInfo(body.tz))
     today = local.date()
@@ -288,13 +322,15 @@ def plan_exam(call: Call) -> flask.Response:
             session.add(task)
             created.append(task)
         session.flush()
-        return json_response(
-            {"tasks": [data.task_to_json(task) for task in created], "replaced": replaced}, 201
-        )
+        body = {"tasks": [data.task_to_json(task) for task in created], "replaced": replaced}
+        days = [task.date for task in created] or [today]
+        listing = f"/?from={min(days).isoformat()}&to={max(days).isoformat()}&tz={quote(body_tz)}"
+        return json_response(PlanMade.of(body), 201, location=call.location(listing))
 
 
-@router.post("/")
+@router.post("/", body=NewTask, response=TaskWritten, status=201)
 def create_task(call: Call) -> flask.Response:
+    """A task of the caller's own; ``overlaps`` warns of others at the same time."""
     body = call.json(NewTask)
     _check_fits_the_day(body.start_hour, body.duration, "duration")
     with transaction(call.settings) as session:
@@ -312,13 +348,25 @@ def create_task(call: Call) -> flask.Response:
         )
         session.add(task)
         session.flush()
-        return json_response(
-            {"task": data.task_to_json(task), "overlaps": data.overlapping(session, task)}, 201
-        )
+        body = {"task": data.task_to_json(task), "overlaps": data.overlapping(session, task)}
+        location = call.location(f"/{task.id}")
+        return json_response(TaskWritten.of(body), 201, location=location)
 
 
-@router.patch("/{task_id}")
+@router.get("/{task_id}", response=TaskOne)
+def get_task(call: Call) -> flask.Response:
+    """One of the caller's own tasks (another user's is 404)."""
+    task_id = call.path_id("task_id")
+    with transaction(call.settings) as session:
+        task = data.get_task(session, user_id=call.user(session).id, task_id=task_id)
+        if task is None:
+            raise NotFound("no such task")
+        return json_response(TaskOne.of({"task": data.task_to_json(task)}))
+
+
+@router.patch("/{task_id}", body=TaskChanges, response=TaskWritten)
 def update_task(call: Call) -> flask.Response:
+    """Change any of the task's fields; ``overlaps`` as when it was made."""
     task_id = call.path_id("task_id")
     changes = call.json(TaskChanges).model_dump(exclude_unset=True)
     with transaction(call.settings) as session:
@@ -334,12 +382,11 @@ def update_task(call: Call) -> flask.Response:
             setattr(task, name, value)
         task.updated_at = clock.now()
         session.flush()
-        return json_response(
-            {"task": data.task_to_json(task), "overlaps": data.overlapping(session, task)}
-        )
+        body = {"task": data.task_to_json(task), "overlaps": data.overlapping(session, task)}
+        return json_response(TaskWritten.of(body))
 
 
-@router.delete("/{task_id}")
+@router.delete("/{task_id}", status=204)
 def delete_task(call: Call) -> flask.Response:
     task_id = call.path_id("task_id")
     with transaction(call.settings) as session:
