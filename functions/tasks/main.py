@@ -248,7 +248,6 @@ def plan_exam(call: Call) -> flask.Response:
     the plan's days.
     """
     body = call.json(PlanRequest)
-    body_tz = body.tz
     now = clock.now()
     local = now.astimezone(ZoneInfo(body.tz))
     today = local.date()
@@ -322,10 +321,10 @@ def plan_exam(call: Call) -> flask.Response:
             session.add(task)
             created.append(task)
         session.flush()
-        body = {"tasks": [data.task_to_json(task) for task in created], "replaced": replaced}
+        made = {"tasks": [data.task_to_json(task) for task in created], "replaced": replaced}
         days = [task.date for task in created] or [today]
-        listing = f"/?from={min(days).isoformat()}&to={max(days).isoformat()}&tz={quote(body_tz)}"
-        return json_response(PlanMade.of(body), 201, location=call.location(listing))
+        listing = f"/?from={min(days).isoformat()}&to={max(days).isoformat()}&tz={quote(body.tz)}"
+        return json_response(PlanMade.of(made), 201, location=call.location(listing))
 
 
 @router.post("/", body=NewTask, response=TaskWritten, status=201)
@@ -348,9 +347,9 @@ def create_task(call: Call) -> flask.Response:
         )
         session.add(task)
         session.flush()
-        body = {"task": data.task_to_json(task), "overlaps": data.overlapping(session, task)}
+        written = {"task": data.task_to_json(task), "overlaps": data.overlapping(session, task)}
         location = call.location(f"/{task.id}")
-        return json_response(TaskWritten.of(body), 201, location=location)
+        return json_response(TaskWritten.of(written), 201, location=location)
 
 
 @router.get("/{task_id}", response=TaskOne)
