@@ -5,7 +5,7 @@ an instruction to answer only from them and cite them as [n]; citations are
 read back from the answer and kept only when they name a returned result.
 
 ``local``: no language model; the best-matching sentences of the top results,
-quoted and labelled ``extractive``, each cited.
+each quoted on its own with its own citation, labelled ``extractive``.
 
 Answering never fails a search: any error gives ``None`` and the results
 are returned without an answer.
@@ -18,6 +18,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from shared.embeddings import GeminiEmbedder
+from shared.search_terms import STOP_WORDS, detect_language, words
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -36,51 +37,17 @@ INSTRUCTION = (
     "in at most 150 words."
 )
 _CITATION = re.compile(r"\[(\d{1,2})\]")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_WORD = re.compile(r"\w+")
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "of",
-        "on",
-        "or",
-        "the",
-        "this",
-        "to",
-        "was",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "you",
-        "your",
-    ]
-)
+# A sentence ends at . ! or ? before a space and a capital, digit or quote
+# (so "e.g. the" and "Fig. 3.2" do not end one); a line break between two
+# paragraphs ends one too.
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'“„(\[]?[^\W_a-z])|\n\s*\n")
+MIN_SENTENCE_WORDS = 4
+MAX_SENTENCE_CHARACTERS = 400
 
 
-def _stems(text: str) -> set[str]:
-    return {word[:5] for word in _WORD.findall(text.lower()) if word not in _STOP and len(word) > 2}
+def _stems(text: str, stop: frozenset[str]) -> set[str]:
+    """Words cut to five letters: a poor man's stem, enough to match "process" and "processes"."""
+    return {word[:5] for word in words(text) if word not in stop and len(word) > 2}
 
 
 def _citation(result: dict[str, Any]) -> dict[str, Any]:
@@ -88,27 +55,44 @@ def _citation(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def extractive_answer(query: str, results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The sentences of the top results that share the most words with the question."""
-    wanted = _stems(query)
+    """The sentences of the top results that share the most words with the question.
+
+    Each sentence is quoted on its own and followed by its own citation
+    (``[n]``, the n-th entry of ``citations``): sentences from different
+    pages are never run together as if they were one passage.
+    """
+    tokens = words(query)
+    stop = STOP_WORDS[detect_language(tokens)] | STOP_WORDS["english"]
+    wanted = _stems(query, stop)
     scored: list[tuple[int, int, int, str]] = []
     for rank, result in enumerate(results[:SOURCES]):
         for position, sentence in enumerate(_SENTENCE.split(result["content"])):
-            overlap = len(wanted & _stems(sentence))
+            sentence = " ".join(sentence.split())
+            if (
+                len(sentence.split()) < MIN_SENTENCE_WORDS
+                or len(sentence) > MAX_SENTENCE_CHARACTERS
+            ):
+                continue  # headings, page furniture, run-on extraction garbage
+            overlap = len(wanted & _stems(sentence, stop))
             if overlap:
-                scored.append((-overlap, rank, position, sentence.strip()))
+                scored.append((-overlap, rank, position, sentence))
     chosen = sorted(scored)[:EXTRACTIVE_SENTENCES]
     # Quote them in reading order: by result rank, then position in the chunk.
     chosen.sort(key=lambda item: (item[1], item[2]))
     citations: list[dict[str, Any]] = []
-    for _, rank, _, _ in chosen:
+    quotes: list[dict[str, Any]] = []
+    parts: list[str] = []
+    for _, rank, _, sentence in chosen:
         citation = _citation(results[rank])
         if citation not in citations:
             citations.append(citation)
-    text = " ".join(sentence for *_, sentence in chosen)
+        quotes.append({"text": sentence, "citation": citation})
+        parts.append(f"“{sentence}” [{citations.index(citation) + 1}]")
     return {
-        "text": text or "No passage in the results answers this directly.",
+        "text": " ".join(parts) or "No passage in the results answers this directly.",
         "citations": citations,
         "kind": "extractive",
+        "quotes": quotes,
     }
 
 
@@ -137,7 +121,7 @@ def generative_answer(
             citation = _citation(sources[number - 1])
             if citation not in citations:
                 citations.append(citation)
-    return {"text": text, "citations": citations, "kind": "generative"}
+    return {"text": text, "citations": citations, "kind": "generative", "quotes": None}
 
 
 def answer(

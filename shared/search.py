@@ -1,113 +1,104 @@
-"""Hybrid retrieval over published materials: HNSW cosine + full text, fused by RRF.
+"""Hybrid retrieval over published materials: HNSW cosine + BM25-style full text, fused by RRF.
 
-Two arms, each returning ``candidates`` chunk ids in rank order:
+Two arms, each returning up to ``candidates`` chunk ids in rank order:
 
-- vector: the query embedded by the configured provider (``RETRIEVAL_QUERY``),
-  compared only with chunks embedded by the same model, nearest first by
-  cosine distance through the HNSW index. Filters sit in the same SQL; with
-  pgvector 0.8's iterative index scans (``hnsw.iterative_scan =
-  relaxed_order``) the scan keeps going until enough rows pass them, so a
-  course holding 1% of all chunks still fills the page. Relaxed order may
-  return rows slightly out of order, so they are re-sorted by distance here.
-- lexical: the query's words (English stop words dropped, stemmed, then
-  matched as prefixes, e.g. ``schedul:*``) OR-ed against the chunks'
-  'simple'-configuration tsvector through its GIN index, ranked by the summed
-  BM25-style IDF of the terms each chunk holds.
+- vector: the query embedded by the configured provider, compared only with
+  chunks embedded by the same model, nearest first by cosine distance. The
+  plan is chosen here, not left to the planner, whose cost model does not see
+  the vectors stored out of line (TOAST) and so picks a sequential scan long
+  after the HNSW index is faster. When the filters leave at most
+  ``EXACT_CHUNKS`` chunks (counted from the materials' ``chunk_count``), the
+  exact distance of each is computed through the btree on ``material_id``
+  (recall 1.0, and cheaper than walking the graph past thousands of rows the
+  filters reject); otherwise the HNSW index is used, with pgvector 0.8's
+  iterative scan (``hnsw.iterative_scan = relaxed_order``) so that filtered
+  searches keep scanning until the page is full. Relaxed order may return rows
+  slightly out of order; they are re-sorted by distance here.
+- lexical: BM25 over the chunks' 'simple' tsvector (GIN index) and a header
+  field (the material's title and course name, weighted ``HEADER_WEIGHT``
+  times a word of the text). The query is read by ``shared.search_terms``
+  (language guessed, that language's stop words dropped, Snowball stems
+  matched as prefixes, no one-letter terms). Per term: IDF from the number of
+  chunks holding it, a saturating term frequency (``ts_rank`` of the single
+  term, which sums 1/n² over its n occurrences) and length normalisation by
+  the chunk's lexeme count against the matched chunks' average.
 
 Reciprocal Rank Fusion (k = 60) adds 1/(60 + rank) from each arm a chunk
-appears in. At most ``MAX_PER_MATERIAL`` chunks of one material are kept, so
-one long file cannot fill the page. Both arms join the chunk's material and
-keep only published ones: an undone approval hides its material but keeps
-its chunks (for when it is approved again), and they are never returned.
+appears in. Results are collapsed per page (a material's page appears once,
+by its best chunk): the page is what a student opens, and a long file may
+fill the results with its distinct pages when they are the best matches.
+Every order has a stable tie-break (title, material, chunk index), never a
+random id alone, so identical data ranks identically. Both arms keep only
+published materials: an undone approval hides its material but keeps its
+chunks (for when it is approved again), and they are never returned.
 """
 
 from __future__ import annotations
 
 import math
-import operator
+import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, case, func, literal, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    String,
+    func,
+    literal,
+    literal_column,
+    over,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, REAL
 from sqlalchemy.orm import Session
 
-from shared.db.models import Course, Material, MaterialChunk
+from shared.db.models import Course, Material, MaterialChunk, MaterialType
+from shared.search_terms import Term, normalise, query_terms
 
 __all__ = [
     "ARMS",
+    "BM25_B",
+    "BM25_K1",
     "CANDIDATES",
     "EF_SEARCH",
-    "MAX_PER_MATERIAL",
+    "EXACT_CHUNKS",
+    "HEADER_WEIGHT",
     "RRF_K",
     "SearchFilters",
     "search",
+    "snippet",
 ]
 
 ARMS = frozenset({"lexical", "vector"})
 RRF_K = 60
 CANDIDATES = 40
 EF_SEARCH = 100
-MAX_PER_MATERIAL = 2
-SNIPPET_OPTIONS = 'MaxFragments=1, MaxWords=40, MinWords=15, StartSel="", StopSel=""'
+# Below this many chunks under the filters, exact distances beat the index.
+EXACT_CHUNKS = 2000
+BM25_K1 = 1.2
+BM25_B = 0.75
+HEADER_WEIGHT = 2.0
+SNIPPET_WORDS = 40
 
-# The query's English stems (stop words dropped), each to be matched as a
-# prefix of the 'simple' index's words. Snowball turns a final y into i
-# (memory -> memori), which no longer prefixes the word itself, so a final i
-# is dropped from the prefix (memor:*).
-_QUERY_TERMS = text(
-    "SELECT DISTINCT CASE WHEN length(lexeme) > 4 AND lexeme LIKE '%i' "
-    "THEN left(lexeme, -1) ELSE lexeme END "
-    "FROM unnest(to_tsvector('english', CAST(:query_text AS text)))"
-)
-# How many chunks hold each term (through the GIN index), and how many chunks there are.
-# Each term is quoted into one tsquery operand exactly as _prefix_query does.
+# ts_rank of one term sums w/n² over its n occurrences and divides by
+# pi²/6; with every weight 1, multiplying back gives 1, 1.25, 1.36, ... for
+# 1, 2, 3 occurrences: a term frequency that saturates (as BM25's k1 does).
+_RANK_WEIGHTS = literal([1.0, 1.0, 1.0, 1.0], ARRAY(REAL))
+_RANK_SCALE = math.pi**2 / 6
+
 _DOCUMENT_FREQUENCIES = text(
-    "SELECT term, (SELECT count(*) FROM material_chunks "
-    "WHERE search_vector @@ to_tsquery('simple', "
-    r"'''' || replace(replace(term, '\', '\\'), '''', '''''') || ''':*')) "
-    "FROM unnest(CAST(:terms AS text[])) AS term"
+    "SELECT (SELECT count(*) FROM material_chunks "
+    "WHERE search_vector @@ to_tsquery('simple', term)) "
+    "FROM unnest(CAST(:terms AS text[])) WITH ORDINALITY AS t(term, position) "
+    "ORDER BY position"
 )
 _CHUNK_ESTIMATE = text(
     "SELECT reltuples FROM pg_class WHERE oid = CAST('material_chunks' AS regclass)"
 )
-
-
-def _prefix_query(term: str) -> ColumnElement[Any]:
-    """A tsquery matching the term as a prefix, built in SQL from a bound parameter.
-
-    The term becomes one quoted tsquery operand, its backslashes and quotes
-    escaped as tsquery input wants them, so nothing in a query can be read as
-    an operator (``&``, ``|``, ``!``, ``<->``, ``:*``, parentheses).
-    ``quote_literal`` is not used: around a backslash it writes ``E'...'``,
-    whose ``E`` tsquery reads as one more word.
-    """
-    escaped = func.replace(func.replace(term, "\\", "\\\\", type_=String), "'", "''", type_=String)
-    return func.to_tsquery("simple", literal("'").concat(escaped).concat("':*"))
-
-
-def _balanced(
-    parts: list[ColumnElement[Any]],
-    combine: Callable[[ColumnElement[Any], ColumnElement[Any]], ColumnElement[Any]],
-) -> ColumnElement[Any]:
-    """The parts combined pairwise as a balanced tree.
-
-    A 1000-character query can hold hundreds of terms; chained one after the
-    other their expression nests so deep that compiling it overflows Python's
-    stack (a 500). Balanced, 500 terms nest 9 deep.
-    """
-    while len(parts) > 1:
-        parts = [
-            combine(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
-            for i in range(0, len(parts), 2)
-        ]
-    return parts[0]
-
-
-def _any_of(terms: list[str]) -> ColumnElement[Any]:
-    """A tsquery matching any of the terms as prefixes (tsquery || tsquery is OR)."""
-    return _balanced([_prefix_query(term) for term in terms], lambda a, b: a.op("||")(b))
 
 
 @dataclass(frozen=True)
@@ -115,22 +106,53 @@ class SearchFilters:
     course_id: uuid.UUID | None = None
     major_id: uuid.UUID | None = None
     type_id: uuid.UUID | None = None
+    material_id: uuid.UUID | None = None
+    academic_year: int | None = None
+    material_year: int | None = None
+
+
+def _material_conditions(filters: SearchFilters) -> list[ColumnElement[bool]]:
+    # Chunks of a hidden (unpublished) material stay, for when it is shown again.
+    conditions: list[ColumnElement[bool]] = [Material.is_published.is_(True)]
+    if filters.material_id is not None:
+        conditions.append(Material.id == filters.material_id)
+    if filters.course_id is not None:
+        conditions.append(Material.course_id == filters.course_id)
+    if filters.type_id is not None:
+        conditions.append(Material.type_id == filters.type_id)
+    if filters.academic_year is not None:
+        conditions.append(Material.academic_year == filters.academic_year)
+    if filters.material_year is not None:
+        conditions.append(Material.material_year == filters.material_year)
+    if filters.major_id is not None:
+        conditions.append(Course.major_id == filters.major_id)
+    return conditions
 
 
 def _filtered(statement: Select[Any], filters: SearchFilters) -> Select[Any]:
-    # Chunks of a hidden (unpublished) material stay, for when it is shown again.
-    statement = statement.join(Material, Material.id == MaterialChunk.material_id).where(
-        Material.is_published
-    )
-    if filters.course_id is not None:
-        statement = statement.where(Material.course_id == filters.course_id)
-    if filters.type_id is not None:
-        statement = statement.where(Material.type_id == filters.type_id)
+    statement = statement.join(Material, Material.id == MaterialChunk.material_id)
     if filters.major_id is not None:
-        statement = statement.join(Course, Course.id == Material.course_id).where(
-            Course.major_id == filters.major_id
-        )
-    return statement
+        statement = statement.join(Course, Course.id == Material.course_id)
+    return statement.where(*_material_conditions(filters))
+
+
+def _filtered_chunks(session: Session, filters: SearchFilters) -> int:
+    """How many chunks the filters leave, from the materials' own counts (cheap)."""
+    statement = select(func.coalesce(func.sum(Material.chunk_count), 0)).select_from(Material)
+    if filters.major_id is not None:
+        statement = statement.join(Course, Course.id == Material.course_id)
+    return int(session.scalar(statement.where(*_material_conditions(filters))) or 0)
+
+
+def _unfiltered(filters: SearchFilters) -> bool:
+    return filters == SearchFilters()
+
+
+def _vector_plan(session: Session, filters: SearchFilters) -> str:
+    """ "exact" when few chunks pass the filters, else "index"."""
+    if _unfiltered(filters):
+        return "index"
+    return "exact" if _filtered_chunks(session, filters) <= EXACT_CHUNKS else "index"
 
 
 def _vector_arm(
@@ -141,56 +163,122 @@ def _vector_arm(
     candidates: int,
     ef_search: int,
 ) -> list[uuid.UUID]:
-    session.execute(
-        text(
-            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-            "set_config('hnsw.ef_search', :ef_search, true)"
-        ),
-        {"ef_search": str(ef_search)},
-    )
-    distance = MaterialChunk.embedding.cosine_distance(vector).label("distance")
+    plan = _vector_plan(session, filters)
+    distance = MaterialChunk.embedding.cosine_distance(vector)
+    if plan == "exact":
+        # "+ 0" makes the order an expression the HNSW index cannot serve, so
+        # the filters' indexes pick the rows and every distance is exact.
+        order: ColumnElement[Any] = distance + literal(0.0, Float)
+    else:
+        order = distance
+        # Scoped to this transaction: only the vector arm's statement runs
+        # with the planner steered to the index (enable_seqscan is reset below).
+        session.execute(
+            text(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.ef_search', :ef_search, true), "
+                "set_config('enable_seqscan', 'off', true)"
+            ),
+            {"ef_search": str(ef_search)},
+        )
     statement = _filtered(
-        select(MaterialChunk.id, distance).where(MaterialChunk.embedding_model == model),
+        select(
+            MaterialChunk.id,
+            MaterialChunk.material_id,
+            MaterialChunk.chunk_index,
+            Material.title,
+            distance.label("distance"),
+        ).where(MaterialChunk.embedding_model == model),
         filters,
     )
-    rows = session.execute(statement.order_by(distance).limit(candidates)).all()
-    return [row.id for row in sorted(rows, key=lambda row: row.distance)]
+    try:
+        rows = list(session.execute(statement.order_by(order).limit(candidates)))
+    finally:
+        if plan == "index":
+            session.execute(text("SELECT set_config('enable_seqscan', 'on', true)"))
+    # Equal distances (the same text in two files) go by the stable key the
+    # lexical arm uses too, so the fused order is the same on every run.
+    rows.sort(key=lambda row: (row.distance, row.title, str(row.material_id), row.chunk_index))
+    return [row.id for row in rows]
+
+
+def _idf(total: float, frequency: int) -> float:
+    """BM25's IDF, never negative (the +1 inside the log)."""
+    return math.log(1 + (total - frequency + 0.5) / (frequency + 0.5))
 
 
 def _lexical_arm(
-    session: Session, terms: list[str], filters: SearchFilters, candidates: int
+    session: Session, terms: list[Term], filters: SearchFilters, candidates: int
 ) -> list[uuid.UUID]:
-    """Chunks holding any query term, ranked by the summed IDF of the terms they hold.
+    """Chunks holding any query term, best BM25 score first.
 
     Without IDF a word found in every chunk ("cell", "process") would count as
-    much as the rare word that names the topic.
+    much as the rare word that names the topic; without length normalisation
+    a long chunk would win by holding more of everything.
     """
-    frequencies: dict[str, int] = {
-        term: int(count) for term, count in session.execute(_DOCUMENT_FREQUENCIES, {"terms": terms})
-    }
-    total = max([float(session.scalar(_CHUNK_ESTIMATE) or 0), *frequencies.values(), 1.0])
-    weights: list[ColumnElement[Any]] = [
-        case(
-            (
-                MaterialChunk.search_vector.op("@@")(_prefix_query(term)),
-                math.log(1 + (total - frequency + 0.5) / (frequency + 0.5)),
-            ),
-            else_=0.0,
-        )
-        for term, frequency in frequencies.items()
+    queries = [term.tsquery() for term in terms]
+    frequencies = [
+        int(count) for count in session.scalars(_DOCUMENT_FREQUENCIES, {"terms": queries})
+    ]
+    total = max([float(session.scalar(_CHUNK_ESTIMATE) or 0), *frequencies, 1.0])
+    present = [
+        (query, _idf(total, frequency))
+        for query, frequency in zip(queries, frequencies, strict=True)
         if frequency
     ]
-    score = _balanced([literal(0.0), *weights], operator.add).label("score")
-    present = [term for term, frequency in frequencies.items() if frequency]
     if not present:
         return []
-    any_term = _any_of(present)
-    statement = _filtered(
-        select(MaterialChunk.id, score).where(MaterialChunk.search_vector.op("@@")(any_term)),
-        filters,
+    any_term = func.to_tsquery("simple", " | ".join(query for query, _ in present))
+    header = func.to_tsvector(
+        literal_column("'simple'::regconfig"), Material.title.concat(" ").concat(Course.name)
     )
-    rows = session.execute(statement.order_by(score.desc(), MaterialChunk.id).limit(candidates))
-    return [row.id for row in rows]
+    matched = (
+        select(
+            MaterialChunk.id,
+            MaterialChunk.chunk_index,
+            Material.title,
+            MaterialChunk.material_id,
+            MaterialChunk.search_vector.label("document"),
+            header.label("header"),
+            func.length(MaterialChunk.search_vector).label("length"),
+        )
+        .join(Material, Material.id == MaterialChunk.material_id)
+        .join(Course, Course.id == Material.course_id)
+        .where(MaterialChunk.search_vector.op("@@")(any_term), *_material_conditions(filters))
+        .subquery("matched")
+    )
+    average = over(func.avg(matched.c.length))
+    normaliser = literal(1 - BM25_B) + literal(BM25_B) * matched.c.length / func.greatest(
+        average, 1
+    )
+    score: ColumnElement[Any] = literal(0.0)
+    for query, idf in present:
+        tsquery = func.to_tsquery("simple", query)
+        frequency = (
+            func.ts_rank(_RANK_WEIGHTS, matched.c.document, tsquery, 0)
+            + literal(HEADER_WEIGHT) * func.ts_rank(_RANK_WEIGHTS, matched.c.header, tsquery, 0)
+        ) * literal(_RANK_SCALE)
+        score = score + literal(idf * (BM25_K1 + 1)) * frequency / (
+            frequency + literal(BM25_K1) * normaliser
+        )
+    scored = select(
+        matched.c.id,
+        score.label("score"),
+        matched.c.title,
+        matched.c.material_id,
+        matched.c.chunk_index,
+    ).subquery("scored")
+    rows = session.execute(
+        select(scored.c.id)
+        .order_by(
+            scored.c.score.desc(),
+            scored.c.title,
+            func.cast(scored.c.material_id, String),
+            scored.c.chunk_index,
+        )
+        .limit(candidates)
+    )
+    return list(rows.scalars())
 
 
 def _fuse(arms: list[list[uuid.UUID]]) -> dict[uuid.UUID, float]:
@@ -199,6 +287,39 @@ def _fuse(arms: list[list[uuid.UUID]]) -> dict[uuid.UUID, float]:
         for rank, chunk_id in enumerate(arm, start=1):
             scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
     return scores
+
+
+_SNIPPET_WORD = re.compile(r"\S+")
+_LETTERS = re.compile(r"[^\W_]+")
+
+
+def snippet(content: str, terms: list[Term], *, size: int = SNIPPET_WORDS) -> str:
+    """The ``size`` consecutive words of ``content`` holding the most distinct query terms.
+
+    Built here, not by ``ts_headline``, whose parser reads ``<...>`` as an
+    HTML tag and drops it ("a<b" and "x -> y" came back mangled). The text is
+    returned exactly as stored (no markup): the client highlights.
+    """
+    spans = [match.span() for match in _SNIPPET_WORD.finditer(content)]
+    if len(spans) <= size:
+        return content
+    hits: list[frozenset[int]] = []
+    for start, end in spans:
+        found: set[int] = set()
+        for token in _LETTERS.findall(normalise(content[start:end])):
+            for number, term in enumerate(terms):
+                if token.startswith(term.match) if term.prefix else token == term.match:
+                    found.add(number)
+        hits.append(frozenset(found))
+    best, best_score = 0, -1
+    for first in range(0, len(spans) - size + 1):
+        window = set().union(*hits[first : first + size])
+        # Distinct terms first, then total hits; the earliest window on a tie.
+        window_score = len(window) * 1000 + sum(1 for h in hits[first : first + size] if h)
+        if window_score > best_score:
+            best, best_score = first, window_score
+    text_ = content[spans[best][0] : spans[best + size - 1][1]]
+    return ("… " if best > 0 else "") + text_ + (" …" if best + size < len(spans) else "")
 
 
 def search(
@@ -211,7 +332,7 @@ def search(
     limit: int,
     arms: frozenset[str] = ARMS,
 ) -> list[dict[str, Any]]:
-    """The best ``limit`` chunks for the query, fused score first.
+    """The best ``limit`` pages for the query, fused score first.
 
     ``arms`` selects which retrieval arms run ("lexical", "vector"); with one,
     its own order is the ranking (benchmarks score each arm alone).
@@ -219,59 +340,74 @@ def search(
     unknown = arms - ARMS
     if unknown or not arms:
         raise ValueError(f"arms must be a non-empty subset of {sorted(ARMS)}, got {sorted(arms)}")
-    candidates = max(CANDIDATES, 2 * limit)
+    # A page can hold several matching chunks, collapsed into one result.
+    candidates = max(CANDIDATES, 4 * limit)
     ef_search = max(EF_SEARCH, candidates)
     vector_ids = (
         _vector_arm(session, query_vector, model, filters, candidates, ef_search)
         if "vector" in arms
         else []
     )
-    terms = [term for term in session.scalars(_QUERY_TERMS, {"query_text": query_text}) if term]
+    _, terms = query_terms(session, query_text)
     lexical_ids = (
         _lexical_arm(session, terms, filters, candidates) if terms and "lexical" in arms else []
     )
-    tsquery = _any_of(terms) if terms else func.to_tsquery("simple", "")
     scores = _fuse([vector_ids, lexical_ids])
     if not scores:
         return []
-    snippet = func.ts_headline("simple", MaterialChunk.content, tsquery, SNIPPET_OPTIONS).label(
-        "snippet"
-    )
     rows = session.execute(
         select(
             MaterialChunk.id,
             MaterialChunk.material_id,
+            MaterialChunk.chunk_index,
             MaterialChunk.page_number,
             MaterialChunk.content,
             Material.title,
             Material.course_id,
-            snippet,
+            Course.name.label("course_name"),
+            MaterialType.display_name.label("type_name"),
         )
         .join(Material, Material.id == MaterialChunk.material_id)
+        .join(Course, Course.id == Material.course_id)
+        .join(MaterialType, MaterialType.id == Material.type_id)
         .where(MaterialChunk.id.in_(list(scores)), Material.is_published)
     ).all()
     # RRF ties are common (one arm's first is the other's second). They go to
-    # the lexical order: it is IDF-weighted over this very corpus, which
-    # neither rank-only fusion nor a stateless embedder can see.
+    # the lexical order (IDF-weighted over this very corpus), then the vector
+    # order, then a stable key.
     lexical_rank = {chunk_id: rank for rank, chunk_id in enumerate(lexical_ids)}
+    vector_rank = {chunk_id: rank for rank, chunk_id in enumerate(vector_ids)}
     ranked = sorted(
         rows,
-        key=lambda row: (-scores[row.id], lexical_rank.get(row.id, len(lexical_rank)), str(row.id)),
+        key=lambda row: (
+            -scores[row.id],
+            lexical_rank.get(row.id, len(lexical_rank)),
+            vector_rank.get(row.id, len(vector_rank)),
+            row.title,
+            str(row.material_id),
+            row.chunk_index,
+        ),
     )
-    per_material: dict[uuid.UUID, int] = {}
+    seen: set[tuple[uuid.UUID, int]] = set()
     results: list[dict[str, Any]] = []
     for row in ranked:
-        if per_material.get(row.material_id, 0) >= MAX_PER_MATERIAL:
+        page = (
+            row.material_id,
+            row.page_number if row.page_number is not None else -row.chunk_index,
+        )
+        if page in seen:
             continue
-        per_material[row.material_id] = per_material.get(row.material_id, 0) + 1
+        seen.add(page)
         results.append(
             {
                 "chunk_id": row.id,
                 "material_id": row.material_id,
                 "title": row.title,
                 "course_id": row.course_id,
+                "course_name": row.course_name,
+                "type_name": row.type_name,
                 "page_number": row.page_number,
-                "snippet": row.snippet,
+                "snippet": snippet(row.content, terms),
                 "score": round(scores[row.id], 6),
                 "content": row.content,
             }

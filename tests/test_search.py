@@ -30,7 +30,8 @@ def corpus(sessions: sessionmaker[Session]) -> tuple[dict[str, uuid.UUID], dict[
 
 @pytest.fixture
 def headers(user_token: Callable[..., Any]) -> dict[str, str]:
-    return user_token()[1]
+    authorization: dict[str, str] = user_token()[1]
+    return authorization
 
 
 def ask(client: Any, headers: dict[str, str], **body: Any) -> Any:
@@ -59,10 +60,14 @@ def test_results_carry_the_contract_fields(
         "material_id",
         "title",
         "course_id",
+        "course_name",
+        "type_name",
         "page_number",
         "snippet",
         "score",
     }
+    assert first["course_name"].startswith("Cell Biology")
+    assert first["type_name"].startswith("Type ")
     assert first["material_id"] == str(topics["respiration"])
     assert first["course_id"] == str(courses["Cell Biology"])
     assert first["page_number"] == 2
@@ -81,41 +86,105 @@ def test_filters_keep_results_inside_the_course(
     assert {r["course_id"] for r in results} == {str(courses["Operating Systems"])}
 
 
-def test_one_material_does_not_fill_the_page(
+def _insert_chunks(
+    session: Session, material: Any, pages: list[tuple[int, str]], embedder: Any = None
+) -> None:
+    embedder = embedder or LocalEmbedder()
+    session.execute(
+        insert(MaterialChunk),
+        [
+            {
+                "id": uuid.uuid4(),
+                "material_id": material.id,
+                "chunk_index": n,
+                "content": text,
+                "embedding": embedder.embed_documents([text])[0],
+                "embedding_model": embedder.model,
+                "page_number": page,
+            }
+            for n, (page, text) in enumerate(pages)
+        ],
+    )
+    material.chunk_count = len(pages)
+
+
+def test_a_long_file_fills_the_page_with_distinct_pages(
     client: Any, headers: dict[str, str], sessions: sessionmaker[Session]
 ) -> None:
-    embedder = LocalEmbedder()
+    """No per-material cap: each matching page once (its best chunk), the page full."""
     with sessions.begin() as session:
         course = make_course(session)
         long_file = make_material(session, course=course, title="Long notes on graphs")
         other = make_material(session, course=course, title="Short note on graphs")
-        for material, count in ((long_file, 6), (other, 1)):
-            texts = [
-                f"Graph traversal part {n}: breadth first search visits neighbours."
-                for n in range(count)
-            ]
-            session.execute(
-                insert(MaterialChunk),
-                [
-                    {
-                        "id": uuid.uuid4(),
-                        "material_id": material.id,
-                        "chunk_index": n,
-                        "content": text,
-                        "embedding": embedder.embed_documents([text])[0],
-                        "embedding_model": embedder.model,
-                        "page_number": n + 1,
-                    }
-                    for n, text in enumerate(texts)
-                ],
-            )
+        _insert_chunks(
+            session,
+            long_file,
+            # Pages 1-6, page 3 cut into two chunks.
+            [
+                (page, f"Graph traversal part {page}: breadth first search visits neighbours.")
+                for page in (1, 2, 3, 3, 4, 5, 6)
+            ],
+        )
+        _insert_chunks(session, other, [(1, "Breadth first search on a graph, in short.")])
     results = ask(
         client, headers, query="breadth first search graph traversal", course_id=str(course.id)
     ).json["results"]
-    per_material: dict[str, int] = {}
-    for result in results:
-        per_material[result["material_id"]] = per_material.get(result["material_id"], 0) + 1
-    assert per_material == {str(long_file.id): 2, str(other.id): 1}
+    pages = [(r["material_id"], r["page_number"]) for r in results]
+    assert len(pages) == len(set(pages)) == 7
+    assert {page for material, page in pages if material == str(long_file.id)} == set(range(1, 7))
+    assert (str(other.id), 1) in pages
+
+
+def test_new_filters_material_and_years(
+    client: Any, headers: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        course = make_course(session)
+        old = make_material(session, course=course, title="Heaps 2019", material_year=2019)
+        new = make_material(session, course=course, title="Heaps 2024", material_year=2024)
+        new.academic_year = 3
+        for material in (old, new):
+            _insert_chunks(session, material, [(1, "A binary heap keeps the minimum on top.")])
+    query = {"query": "binary heap minimum", "course_id": str(course.id)}
+    by_material = ask(client, headers, **query, material_id=str(old.id)).json["results"]
+    assert {r["material_id"] for r in by_material} == {str(old.id)}
+    by_year = ask(client, headers, **query, material_year=2024).json["results"]
+    assert {r["material_id"] for r in by_year} == {str(new.id)}
+    by_academic_year = ask(client, headers, **query, academic_year=3).json["results"]
+    assert {r["material_id"] for r in by_academic_year} == {str(new.id)}
+    assert ask(client, headers, **query, academic_year=2).json["results"] == []
+
+
+def test_identical_data_ranks_identically_ties_by_title(
+    client: Any, headers: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        course = make_course(session)
+        # Same text, so every score ties; inserted in the opposite order to the titles.
+        for title in ("Zeta copy", "Mid copy", "Alpha copy"):
+            material = make_material(session, course=course, title=title)
+            _insert_chunks(session, material, [(1, "Dijkstra's algorithm finds shortest paths.")])
+    runs = [
+        [
+            r["title"]
+            for r in ask(
+                client, headers, query="shortest paths Dijkstra", course_id=str(course.id)
+            ).json["results"]
+        ]
+        for _ in range(3)
+    ]
+    assert runs[0] == runs[1] == runs[2] == ["Alpha copy", "Mid copy", "Zeta copy"]
+
+
+def test_snippets_keep_angle_brackets(
+    client: Any, headers: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    text = "In C, the loop runs while i<n and stops once x >= <limit>; then a->next is read."
+    with sessions.begin() as session:
+        course = make_course(session)
+        _insert_chunks(session, make_material(session, course=course), [(1, text)])
+    (result,) = ask(client, headers, query="loop limit", course_id=str(course.id)).json["results"]
+    assert result["snippet"] == text
 
 
 def test_a_course_with_one_percent_of_chunks_still_fills_the_page(
@@ -194,7 +263,13 @@ def test_local_answers_are_extractive_and_cite_returned_results(
     returned = {(r["material_id"], r["page_number"]) for r in body["results"]}
     assert answer["citations"]
     assert {(c["material_id"], c["page_number"]) for c in answer["citations"]} <= returned
+    # One citation per quoted sentence, each sentence quoted on its own.
+    assert answer["quotes"]
+    for quote in answer["quotes"]:
+        number = answer["citations"].index(quote["citation"]) + 1
+        assert f"“{quote['text']}” [{number}]" in answer["text"]
+    assert answer["text"].count("[") == len(answer["quotes"])
 
 
 def test_no_answer_unless_asked(client: Any, headers: dict[str, str], corpus: Any) -> None:
-    assert "answer" not in ask(client, headers, query="quicksort pivot").json
+    assert ask(client, headers, query="quicksort pivot").json["answer"] is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 import flask
 import functions_framework
@@ -17,6 +17,7 @@ from shared.db.engine import transaction
 from shared.embeddings import get_embedder
 from shared.fields import MultilineText
 from shared.http import Call, build_router, json_response
+from shared.responses import Shape
 
 router = build_router(Needs.EMBEDDINGS)
 
@@ -28,11 +29,66 @@ class SearchBody(BaseModel):
     course_id: uuid.UUID | None = None
     major_id: uuid.UUID | None = None
     type_id: uuid.UUID | None = None
+    material_id: uuid.UUID | None = Field(
+        default=None, description="Search inside one file (e.g. 'ask this PDF')."
+    )
+    academic_year: int | None = Field(default=None, ge=1, le=4)
+    material_year: int | None = Field(default=None, ge=1900, le=2200)
     limit: int = Field(default=10, ge=1, le=50)
     answer: StrictBool = False
 
 
-@router.post("/")
+class SearchResult(Shape):
+    chunk_id: uuid.UUID
+    material_id: uuid.UUID
+    title: str
+    course_id: uuid.UUID
+    course_name: str
+    type_name: str
+    page_number: int | None
+    snippet: str = Field(description="Plain text from the page, as stored (no markup).")
+    score: float = Field(description="Fused rank score; only its order is meaningful.")
+
+
+class Citation(Shape):
+    material_id: uuid.UUID
+    page_number: int | None
+
+
+class Quote(Shape):
+    text: str
+    citation: Citation
+
+
+class Answer(Shape):
+    text: str = Field(
+        description=(
+            "Extractive: each quoted sentence followed by [n], the n-th citation. "
+            "Generative: the model's answer, citing sources as [n]."
+        )
+    )
+    citations: list[Citation]
+    kind: Literal["extractive", "generative"]
+    quotes: list[Quote] | None = Field(
+        description="Extractive answers: the quoted sentences, each with its own page."
+    )
+
+
+class SearchReply(Shape):
+    results: list[SearchResult]
+    answer: Answer | None = Field(
+        default=None,
+        description="Null unless asked for (and when no answer could be made from the results).",
+    )
+
+
+@router.post(
+    "/",
+    body=SearchBody,
+    response=SearchReply,
+    errors=(429, 503),
+    summary="Search published materials; optionally answer from the results",
+)
 def run_search(call: Call) -> flask.Response:
     body = call.json(SearchBody)
     embedder = get_embedder(call.settings)
@@ -53,15 +109,20 @@ def run_search(call: Call) -> flask.Response:
             query_text=body.query,
             query_vector=vector,
             model=embedder.model,
-            filters=data.SearchFilters(body.course_id, body.major_id, body.type_id),
+            filters=data.SearchFilters(
+                course_id=body.course_id,
+                major_id=body.major_id,
+                type_id=body.type_id,
+                material_id=body.material_id,
+                academic_year=body.academic_year,
+                material_year=body.material_year,
+            ),
             limit=body.limit,
         )
-    reply: dict[str, object] = {}
+    reply = SearchReply.model_validate({"results": results})
     if body.answer:
-        reply["answer"] = answers.answer(call.settings, embedder, body.query, results)
-    for result in results:
-        del result["content"]
-    reply["results"] = results
+        made = answers.answer(call.settings, embedder, body.query, results)
+        reply.answer = Answer.model_validate(made) if made is not None else None
     return json_response(reply)
 
 
