@@ -5,6 +5,11 @@ page the text is cut at paragraph ends where it can, then at sentence ends,
 then at word boundaries; consecutive chunks of a page share a short overlap
 (whole sentences where possible) so an idea split between them is found from
 either side.
+
+Tables of contents and back-of-book indexes are skipped
+(``is_navigation_page``): they name every topic of the book next to a page
+number, so they matched every question (often first, being dense in terms)
+while answering none.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Chunk", "chunk_pages", "embedding_text"]
+__all__ = ["Chunk", "chunk_pages", "embedding_text", "is_navigation_page"]
 
 CHUNK_CHARACTERS = 1000
 OVERLAP_CHARACTERS = 150
@@ -20,6 +25,42 @@ OVERLAP_CHARACTERS = 150
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
+
+
+# Headings of contents and index pages in the corpus's languages.
+_NAVIGATION_HEADING = re.compile(
+    r"^\W*(table of contents|contents|index|subject index|inhaltsverzeichnis|inhalt|"
+    r"stichwortverzeichnis|sachverzeichnis|register|index des matières|table des matières|"
+    r"sommaire|índice|תוכן העניינים|תוכן|מפתח|אינדקס|فهرس|المحتويات|الفهرس)\W*$",
+    re.IGNORECASE,
+)
+# A line that ends in a page reference: "2.3 Paging ....... 41", "Deadlock, 12, 57-59",
+# "Vorwort  vii".
+_PAGE_REFERENCE = re.compile(
+    r"[^\W\d_].*?(?:\.\s*\.|\s|,)\s*(?:\d{1,4}(?:\s*[-\u2013]\s*\d{1,4})?|[ivxlc]{1,7})\s*$",
+    re.IGNORECASE,
+)
+_LEADER_OR_LIST = re.compile(r"(?:\.\s*){3,}|(?:\s\.){3,}|,\s*\d{1,4}\s*(?:,|$)")
+NAVIGATION_MIN_LINES = 5
+
+
+def is_navigation_page(text: str) -> bool:
+    """Whether the page is a table of contents or an index, not content.
+
+    Most of its lines end in a page number, and either it is headed as one or
+    its lines carry dot leaders or comma-separated page lists (which a table
+    of measurements, also ending in numbers, does not).
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) < NAVIGATION_MIN_LINES:
+        return False
+    references = sum(1 for line in lines if _PAGE_REFERENCE.search(line))
+    share = references / len(lines)
+    headed = any(_NAVIGATION_HEADING.match(line) for line in lines[:3])
+    if headed and share >= 0.4:
+        return True
+    leaders = sum(1 for line in lines if _LEADER_OR_LIST.search(line))
+    return share >= 0.6 and leaders / len(lines) >= 0.3
 
 
 @dataclass(frozen=True)
@@ -76,15 +117,19 @@ def chunk_pages(
     *,
     first_page: int = 1,
     first_index: int = 0,
+    skip_navigation: bool = True,
 ) -> list[Chunk]:
     """Chunks of ``pages``, numbered from ``first_page`` and ``first_index`` (for
-    documents chunked a batch of pages at a time)."""
+    documents chunked a batch of pages at a time). Contents and index pages
+    give no chunks (``skip_navigation``)."""
     chunks: list[Chunk] = []
 
     def add(page_number: int, text: str) -> None:
         chunks.append(Chunk(first_index + len(chunks), page_number, text))
 
     for page_number, raw in enumerate(pages, start=first_page):
+        if skip_navigation and is_navigation_page(raw):
+            continue
         units = _units(_clean_page(raw), size)
         current = ""
         fresh = False  # whether current holds anything beyond the carried overlap

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import unicodedata
 from collections.abc import Iterator
 from typing import IO
 
@@ -24,6 +25,7 @@ __all__ = [
     "extract_pages",
     "iter_pages",
     "no_text",
+    "normalise_text",
 ]
 
 logging.getLogger("pypdf").setLevel(logging.WARNING)
@@ -96,8 +98,20 @@ class TooDamaged(Exception):
     """Reading this PDF would need the whole file at once (see ``count_pages_in``)."""
 
 
+def normalise_text(text: str) -> str:
+    """NFKC, without soft hyphens.
+
+    LaTeX PDFs set ligatures as one glyph ("ﬁ", "ﬂ", "ﬀ"), which pypdf
+    extracts as one character: "deﬁnition" then matches no query for
+    "definition". NFKC unfolds them (and full-width forms, superscripts,
+    non-breaking spaces). Soft hyphens (U+00AD) are invisible break hints
+    that split words for the index.
+    """
+    return unicodedata.normalize("NFKC", text).replace("\u00ad", "")
+
+
 def iter_pages(data: bytes) -> Iterator[str]:
-    """The text of each page, in order, extracted as it is asked for.
+    """The text of each page, in order, extracted as it is asked for, NFKC-normalised.
 
     Raises ``PdfProblem`` for an encrypted or damaged file (possibly after
     some pages were yielded).
@@ -121,7 +135,7 @@ def iter_pages(data: bytes) -> Iterator[str]:
             raise PdfProblem(
                 "failed", f"page {number + 1} of the PDF is damaged ({error})"
             ) from None
-        yield text
+        yield normalise_text(text)
 
 
 def no_text() -> PdfProblem:

@@ -53,3 +53,54 @@ def test_embedding_text_carries_title_course_and_page() -> None:
     text = embedding_text(chunk, title="Week 5", course="Operating Systems")
     assert text.startswith("Week 5 (Operating Systems), page 2")
     assert text.endswith("Deadlock needs four conditions.")
+
+
+CONTENTS = """Inhaltsverzeichnis
+1 Einleitung . . . . . . . . . . . . . . 1
+1.1 Prozesse . . . . . . . . . . . . . . 3
+1.2 Threads . . . . . . . . . . . . . . . 9
+2 Speicherverwaltung . . . . . . . . . 15
+2.1 Paging . . . . . . . . . . . . . . . . 17
+2.2 Segmentierung . . . . . . . . . . . . 24
+"""
+INDEX = """Index
+Deadlock, 12, 57-59
+Dining philosophers, 61
+Fork, 8, 14
+Mutex, 44, 47
+Page fault, 71
+Semaphore, 40, 43, 45
+"""
+UNTITLED_CONTENTS = "\n".join(
+    f"{n}.{k} Section on topic {n}{k} ........ {10 * n + k}"
+    for n in range(1, 4)
+    for k in range(1, 4)
+)
+PROSE = """Index structures speed up lookups. A B-tree keeps keys sorted in pages of
+size 4096 and splits a full page in two. The height grows by one level only when
+the root splits, so a lookup reads about log n pages. Hash indexes answer only
+equality; they cannot serve a range such as keys between 10 and 20.
+Measurements on a table of 10 000 000 rows follow in section 4.
+"""
+MEASUREMENTS = "Run Latency ms\n" + "\n".join(f"run {n} took {n * 3}" for n in range(1, 9))
+
+
+def test_contents_and_index_pages_give_no_chunks() -> None:
+    from shared.chunking import is_navigation_page
+
+    assert is_navigation_page(CONTENTS)
+    assert is_navigation_page(INDEX)
+    assert is_navigation_page(UNTITLED_CONTENTS)
+    assert not is_navigation_page(PROSE)
+    assert not is_navigation_page(MEASUREMENTS)
+    chunks = chunk_pages([CONTENTS, PROSE, INDEX])
+    assert {chunk.page_number for chunk in chunks} == {2}
+    assert len(chunk_pages([CONTENTS], skip_navigation=False)) == 1
+
+
+def test_extraction_unfolds_ligatures() -> None:
+    from shared.pdf import normalise_text
+
+    assert normalise_text("Deﬁnition des Schlüssel\u00adworts, ﬂow, \uff21\uff22\uff23, x²") == (
+        "Definition des Schlüsselworts, flow, ABC, x2"
+    )
