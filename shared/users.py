@@ -11,8 +11,32 @@ from sqlalchemy.orm import Session
 from shared.db.models import Major, PointsTransaction, User
 from shared.errors import ValidationFailed
 from shared.pagination import after_key, split_page
+from shared.responses import Shape, UtcDatetime
+from shared.responses import User as UserShape
 
-__all__ = ["list_points", "update_profile", "user_to_json"]
+__all__ = [
+    "PointsEntry",
+    "PointsPage",
+    "list_points",
+    "profile_of",
+    "update_profile",
+    "user_to_json",
+]
+
+
+class PointsEntry(Shape):
+    id: uuid.UUID
+    # Negative for a compensation (an approval undone).
+    amount: int
+    action: str
+    reason: str
+    created_at: UtcDatetime
+
+
+class PointsPage(Shape):
+    entries: list[PointsEntry]
+    next_cursor: str | None
+
 
 PROFILE_FIELDS = ("name", "bio", "avatar_url", "university", "major_id")
 
@@ -30,6 +54,10 @@ def user_to_json(user: User) -> dict[str, Any]:
         "university": user.university,
         "created_at": user.created_at,
     }
+
+
+def profile_of(user: User) -> UserShape:
+    return UserShape.of(user_to_json(user))
 
 
 def update_profile(*, session: Session, user: User, changes: dict[str, Any]) -> User:
@@ -51,8 +79,11 @@ def list_points(
     user_id: uuid.UUID,
     limit: int,
     cursor: str | None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of the user's ledger, newest first, and the next page's cursor."""
+) -> PointsPage:
+    """One page of the user's ledger, newest first, and the next page's cursor.
+
+    Keyset on (created_at, id): rows written in the same instant keep one order.
+    """
     after = after_key(cursor)
     statement = (
         select(PointsTransaction)
@@ -67,13 +98,13 @@ def list_points(
     rows = list(session.scalars(statement))
     page, next_cursor = split_page(rows, limit, lambda row: (row.created_at, row.id))
     entries = [
-        {
-            "id": row.id,
-            "amount": row.amount,
-            "action": row.action,
-            "reason": row.reason,
-            "created_at": row.created_at,
-        }
+        PointsEntry(
+            id=row.id,
+            amount=row.amount,
+            action=row.action,
+            reason=row.reason,
+            created_at=row.created_at,
+        )
         for row in page
     ]
-    return entries, next_cursor
+    return PointsPage(entries=entries, next_cursor=next_cursor)

@@ -108,5 +108,42 @@ def test_ranks_over_the_crowd_match_a_full_sort(
             .scalars()
             .all()
         )
-    assert board["me"]["rank"] == expected
-    assert [entry["rank"] for entry in board["entries"]] == list(top)
+    assert board.me is not None
+    assert board.me.rank == expected
+    assert [entry.rank for entry in board.entries] == list(top)
+
+
+def test_a_deep_page_reads_the_index_from_its_cursor(crowd: Engine) -> None:
+    # The shape of a later page (shared.leaderboard): an index range from the
+    # cursor's points, the tie ordered by (points_reached_at, id), no sort.
+    plan = _plan(
+        crowd,
+        "SELECT id, name, total_points, points_reached_at FROM users "
+        "WHERE total_points <= 600 AND (total_points < 600 OR "
+        "(points_reached_at, id) > (now(), CAST(:last AS uuid))) "
+        "ORDER BY total_points DESC, points_reached_at, id LIMIT 101",
+        last=MAJOR,
+    )
+    assert "ix_users_leaderboard" in plan
+    assert "Sort" not in plan.split("\n")[1]
+
+
+def test_paging_with_cursors_gives_the_full_sort_and_its_ranks(
+    crowd: Engine, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        me = session.query(User).filter(User.auth0_id == "crowd|777").one()
+        seen: list[tuple[int, str]] = []
+        cursor = None
+        for _ in range(5):  # 5 pages of 97: page boundaries fall inside ties
+            board = leaderboard(session, me=me, major_id=None, limit=97, cursor=cursor)
+            seen += [(entry.rank, str(entry.user_id)) for entry in board.entries]
+            cursor = board.next_cursor
+            assert cursor is not None
+        expected = session.execute(
+            text(
+                "SELECT RANK() OVER (ORDER BY total_points DESC), id FROM users "
+                "ORDER BY total_points DESC, points_reached_at, id LIMIT 485"
+            )
+        ).all()
+    assert seen == [(rank, str(user_id)) for rank, user_id in expected]

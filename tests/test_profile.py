@@ -174,3 +174,31 @@ def test_points_query_is_validated(
     response = client.get("/me/points", query_string=query, headers=headers)
     assert response.status_code == 422
     assert set(response.json["error"]["fields"]) == set(query)
+
+
+def test_points_written_in_one_instant_page_without_repeats(
+    client: Any, user_token: Callable[..., Any], sessions: sessionmaker[Session]
+) -> None:
+    user_id, headers = user_token()
+    # One transaction: every row has the same created_at; the id breaks the tie.
+    with sessions.begin() as session:
+        for n in range(7):
+            session.execute(
+                insert(PointsTransaction).values(
+                    user_id=user_id,
+                    amount=1,
+                    action="file_completed",
+                    reason=f"same instant {n}",
+                    source_id=f"test:{user_id}:same:{n}",
+                )
+            )
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        query = {"limit": "3", **({"cursor": cursor} if cursor else {})}
+        response = client.get("/me/points", query_string=query, headers=headers)
+        seen += [entry["id"] for entry in response.json["entries"]]
+        cursor = response.json["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 7

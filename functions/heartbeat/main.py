@@ -70,6 +70,7 @@ class RecentFiles(BaseModel):
     body=StartBody,
     response=SessionStarted,
     status=201,
+    errors=(404,),
     summary="Open a file: a reading session that resumes the caller's progress on it",
 )
 def start_session(call: Call) -> flask.Response:

@@ -1,4 +1,4 @@
-"""profile: the signed-in user, their XP ledger, sticky notes and the leaderboard."""
+"""profile: the signed-in user, their dashboard, XP ledger, sticky notes and the leaderboard."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ from pydantic import (
     field_validator,
 )
 
-from shared import clock, leaderboard, notes, users
+from shared import clock, dashboard, leaderboard, notes, users
 from shared.config import Needs
 from shared.db.engine import transaction
 from shared.errors import NotFound, ValidationFailed
 from shared.fields import MultilineText, SingleLineText
 from shared.http import Call, build_router, json_response
+from shared.responses import Shape, User, UtcDatetime
 
 router = build_router(Needs.NONE)
 
@@ -90,42 +91,98 @@ class LeaderboardQuery(BaseModel):
 
     major_id: uuid.UUID | None = None
     limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, description="`next_cursor` of the previous page.")
 
 
 class PointsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = None
+    cursor: str | None = Field(default=None, description="`next_cursor` of the previous page.")
 
 
-@router.get("/me")
+class NoteFilesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, description="`next_cursor` of the previous page.")
+
+
+class Me(Shape):
+    user: User
+
+
+class Notes(Shape):
+    notes: list[notes.StoredNote]
+    # Null until the caller first saves notes on the file.
+    updated_at: UtcDatetime | None
+
+
+@router.get("/me", response=Me, summary="The signed-in user")
 def get_me(call: Call) -> flask.Response:
     with transaction(call.settings) as session:
         user = call.user(session)
-        return json_response({"user": users.user_to_json(user)})
+        return json_response(Me(user=users.profile_of(user)))
 
 
-@router.patch("/me")
+@router.patch(
+    "/me", body=ProfileChanges, response=Me, summary="Change the signed-in user's profile"
+)
 def patch_me(call: Call) -> flask.Response:
     changes = call.json(ProfileChanges).model_dump(exclude_unset=True)
     with transaction(call.settings) as session:
         user = users.update_profile(session=session, user=call.user(session), changes=changes)
-        return json_response({"user": users.user_to_json(user)})
+        return json_response(Me(user=users.profile_of(user)))
 
 
-@router.get("/me/points")
+@router.get(
+    "/me/dashboard",
+    query=dashboard.DashboardQuery,
+    response=dashboard.Dashboard,
+    summary="The home screen in one read: user, rank, courses in progress, recent files, "
+    "today's tasks",
+)
+def get_dashboard(call: Call) -> flask.Response:
+    query = call.query(dashboard.DashboardQuery)
+    with transaction(call.settings) as session:
+        user = call.user(session)
+        screen = dashboard.dashboard(session, user=user, tz=query.tz, now=clock.now())
+    return json_response(screen)
+
+
+@router.get(
+    "/me/points",
+    query=PointsQuery,
+    response=users.PointsPage,
+    summary="The caller's XP ledger, newest first",
+)
 def list_points(call: Call) -> flask.Response:
     query = call.query(PointsQuery)
     with transaction(call.settings) as session:
         user = call.user(session)
-        entries, next_cursor = users.list_points(
+        page = users.list_points(
             session=session, user_id=user.id, limit=query.limit, cursor=query.cursor
         )
-    return json_response({"entries": entries, "next_cursor": next_cursor})
+    return json_response(page)
 
 
-@router.get("/me/notes/{file_id}")
+@router.get(
+    "/me/notes",
+    query=NoteFilesQuery,
+    response=notes.NoteFiles,
+    summary="The files the caller has notes on, most recently written first",
+)
+def list_note_files(call: Call) -> flask.Response:
+    query = call.query(NoteFilesQuery)
+    with transaction(call.settings) as session:
+        user = call.user(session)
+        files = notes.list_note_files(
+            session, user_id=user.id, limit=query.limit, cursor=query.cursor
+        )
+    return json_response(files)
+
+
+@router.get("/me/notes/{file_id}", response=Notes, summary="The caller's sticky notes on a file")
 def get_notes(call: Call) -> flask.Response:
     file_id = call.path_id("file_id")
     with transaction(call.settings) as session:
@@ -133,10 +190,15 @@ def get_notes(call: Call) -> flask.Response:
         if notes.published_page_count(session, file_id=file_id) is None:
             raise NotFound("no such file")
         content, updated_at = notes.read_notes(session, user_id=user.id, file_id=file_id)
-    return json_response({"notes": content, "updated_at": updated_at})
+    return json_response(Notes(notes=content, updated_at=updated_at))
 
 
-@router.put("/me/notes/{file_id}")
+@router.put(
+    "/me/notes/{file_id}",
+    body=NotesBody,
+    response=Notes,
+    summary="Replace the caller's sticky notes on a file",
+)
 def put_notes(call: Call) -> flask.Response:
     file_id = call.path_id("file_id")
     body = call.json(NotesBody)
@@ -156,16 +218,21 @@ def put_notes(call: Call) -> flask.Response:
         updated_at = notes.write_notes(
             session, user_id=user.id, file_id=file_id, notes=content, now=clock.now()
         )
-    return json_response({"notes": content, "updated_at": updated_at})
+    return json_response(Notes(notes=content, updated_at=updated_at))
 
 
-@router.get("/leaderboard")
+@router.get(
+    "/leaderboard",
+    query=LeaderboardQuery,
+    response=leaderboard.Leaderboard,
+    summary="Users by XP (ties share a rank), and the caller's own rank",
+)
 def get_leaderboard(call: Call) -> flask.Response:
     query = call.query(LeaderboardQuery)
     with transaction(call.settings) as session:
         user = call.user(session)
         board = leaderboard.leaderboard(
-            session, me=user, major_id=query.major_id, limit=query.limit
+            session, me=user, major_id=query.major_id, limit=query.limit, cursor=query.cursor
         )
     return json_response(board)
 
