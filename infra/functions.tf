@@ -112,8 +112,6 @@ locals {
       CLOUD_SQL_INSTANCE = google_sql_database_instance.main.connection_name
       DB_NAME            = google_sql_database.lectern.name
       DB_IAM_AUTH        = "true"
-      DB_POOL_SIZE       = tostring(var.db_pool_size)
-      DB_MAX_OVERFLOW    = tostring(var.db_max_overflow)
     }
     AUTH = {
       AUTH_ISSUER   = var.auth_issuer
@@ -151,7 +149,12 @@ locals {
     for name, function in local.functions : name => merge(concat(
       [{ LOG_LEVEL = var.log_level }],
       [for need in function.needs : local.env_by_need[need]],
-      contains(function.needs, "DATABASE") ? [{ DB_USER = local.db_users[name] }] : [],
+      contains(function.needs, "DATABASE") ? [{
+        DB_USER = local.db_users[name]
+        # One connection per request the instance serves at once, no overflow.
+        DB_POOL_SIZE    = tostring(local.sizing[name].concurrency)
+        DB_MAX_OVERFLOW = "0"
+      }] : [],
       function.frontend ? [{ CORS_ORIGINS = join(",", var.frontend_origins) }] : [],
       [try(local.extra_env[name], {})],
     )...)
@@ -165,14 +168,17 @@ locals {
 
   package_zips = { for name in keys(local.deployed) : name => "${path.module}/${var.package_dir}/${name}.zip" }
 
-  # Connection budget: at peak every instance of every database function holds
-  # DB_POOL_SIZE + DB_MAX_OVERFLOW connections. With the defaults:
-  # (8 + 4 + 4 + 2 + 8 + 4 + 4 + 3 + 1) instances x (2 + 2) = 152, plus 10 reserved = 162 <= 200.
-  db_connections_per_instance = var.db_pool_size + var.db_max_overflow
-  db_connections_at_peak = sum(concat([0], [
-    for name, function in local.functions : local.sizing[name].max_instances * local.db_connections_per_instance
+  # Connection budget: each instance of a database function holds a pool of
+  # DB_POOL_SIZE = its concurrency and no overflow, so at peak
+  # sum(max_instances x concurrency) + db_reserved_connections <= db_max_connections.
+  # With the defaults: catalog 8x4 + profile 4x4 + submit 4x4 + moderate 2x4
+  # + heartbeat 8x4 + tasks 4x4 + search 4x4 + ingest 3x1 + sweep 1x1
+  # = 140, plus 10 reserved = 150 <= 200 (docs/scaling.md, "Connection budget").
+  db_connections = {
+    for name, function in local.functions : name => local.sizing[name].max_instances * local.sizing[name].concurrency
     if contains(function.needs, "DATABASE")
-  ]))
+  }
+  db_connections_at_peak = sum(concat([0], values(local.db_connections)))
 }
 
 resource "google_storage_bucket_object" "source" {
@@ -253,7 +259,7 @@ resource "google_cloudfunctions2_function" "function" {
     }
     precondition {
       condition     = local.db_connections_at_peak + var.db_reserved_connections <= var.db_max_connections
-      error_message = "Database connections at peak (sum of max_instances x (db_pool_size + db_max_overflow) = ${local.db_connections_at_peak}) plus db_reserved_connections (${var.db_reserved_connections}) exceed db_max_connections (${var.db_max_connections}). Lower max_instances or the pool, or raise max_connections."
+      error_message = "Database connections at peak (sum of max_instances x concurrency = ${local.db_connections_at_peak}) plus db_reserved_connections (${var.db_reserved_connections}) exceed db_max_connections (${var.db_max_connections}). Lower max_instances or concurrency, raise db_max_connections (and the tier), or put the managed connection pooler in front (docs/scaling.md)."
     }
     precondition {
       condition     = var.http_ingress_settings == "ALLOW_ALL" || var.domain != null
@@ -265,9 +271,9 @@ resource "google_cloudfunctions2_function" "function" {
       error_message = "${each.key}: concurrency above 1 needs cpu of at least 1."
     }
     precondition {
-      # More concurrent requests than pooled connections only makes requests wait for one.
-      condition     = !contains(each.value.needs, "DATABASE") || local.sizing[each.key].concurrency <= local.db_connections_per_instance
-      error_message = "${each.key}: concurrency (${local.sizing[each.key].concurrency}) is above db_pool_size + db_max_overflow (${local.db_connections_per_instance})."
+      # The pool is the concurrency; shared/config.py accepts DB_POOL_SIZE 1-20.
+      condition     = !contains(each.value.needs, "DATABASE") || local.sizing[each.key].concurrency <= 20
+      error_message = "${each.key}: concurrency (${local.sizing[each.key].concurrency}) is its database pool size, at most 20."
     }
   }
 }

@@ -47,7 +47,7 @@ output "function_service_accounts" {
 }
 
 output "database_connections_at_peak" {
-  description = "Connections all function instances may hold at once: sum of max_instances x (db_pool_size + db_max_overflow)."
+  description = "Connections all function instances may hold at once: sum of max_instances x concurrency (each pool is the concurrency, no overflow)."
   value       = local.db_connections_at_peak
 }
 

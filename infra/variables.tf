@@ -288,7 +288,7 @@ variable "db_name" {
 
 variable "db_max_connections" {
   type        = number
-  description = "The instance's max_connections flag. Must cover every function instance's pool at once plus db_reserved_connections (checked at plan time)."
+  description = "The instance's max_connections flag. Must cover every function instance's pool (max_instances x concurrency, summed) plus db_reserved_connections (checked at plan time)."
   default     = 200
 
   validation {
@@ -305,28 +305,6 @@ variable "db_reserved_connections" {
   validation {
     condition     = var.db_reserved_connections >= 3
     error_message = "db_reserved_connections must be at least 3 (Cloud SQL reserves some for itself)."
-  }
-}
-
-variable "db_pool_size" {
-  type        = number
-  description = "DB_POOL_SIZE of every function: connections each instance keeps open."
-  default     = 2
-
-  validation {
-    condition     = var.db_pool_size >= 1 && var.db_pool_size <= 20
-    error_message = "db_pool_size must be between 1 and 20 (the range shared/config.py accepts)."
-  }
-}
-
-variable "db_max_overflow" {
-  type        = number
-  description = "DB_MAX_OVERFLOW of every function: extra connections an instance may open under load."
-  default     = 2
-
-  validation {
-    condition     = var.db_max_overflow >= 0 && var.db_max_overflow <= 20
-    error_message = "db_max_overflow must be between 0 and 20 (the range shared/config.py accepts)."
   }
 }
 

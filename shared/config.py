@@ -45,10 +45,12 @@ class Settings(BaseSettings):
     DB_NAME: str | None = None
     DB_PASSWORD: str | None = None
     DB_IAM_AUTH: bool = False
-    # Small pools: an instance serves few concurrent requests and Cloud SQL's
-    # connection limit is shared by every instance of every function.
-    DB_POOL_SIZE: int = Field(default=2, ge=1, le=20)
-    DB_MAX_OVERFLOW: int = Field(default=2, ge=0, le=20)
+    # One connection per request an instance serves at once (infra/ sets the
+    # pool to each function's concurrency) and no overflow: Cloud SQL's
+    # connection limit is shared by every instance of every function, and a
+    # budget of max_instances x concurrency holds only without overflow.
+    DB_POOL_SIZE: int = Field(default=4, ge=1, le=20)
+    DB_MAX_OVERFLOW: int = Field(default=0, ge=0, le=20)
     # Bounds that keep every request inside its function's timeout (60 s for
     # the HTTP functions in infra/): a frozen or unreachable database costs a
     # request at most about connect + statement + pool wait, never a hang.

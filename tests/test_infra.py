@@ -64,8 +64,8 @@ SAMPLE_VALUES = {
     "DB_USER": "lectern-catalog@lectern-prod.iam",
     "DB_NAME": "lectern",
     "DB_IAM_AUTH": "true",
-    "DB_POOL_SIZE": "2",
-    "DB_MAX_OVERFLOW": "2",
+    "DB_POOL_SIZE": "4",
+    "DB_MAX_OVERFLOW": "0",
     "AUTH_ISSUER": "https://lectern.eu.auth0.com/",
     "AUTH_AUDIENCE": "https://api.lectern.app",
     "AUTH_JWKS_URL": "https://lectern.eu.auth0.com/.well-known/jwks.json",
@@ -270,7 +270,7 @@ def function_env_keys(tf: Terraform, name: str) -> tuple[set[str], set[str]]:
         plain |= set(tf.locals["env_by_need"][need])
         secret |= set(tf.locals["secret_env_by_need"].get(need, {}))
     if "DATABASE" in function["needs"]:
-        plain.add("DB_USER")
+        plain |= {"DB_USER", "DB_POOL_SIZE", "DB_MAX_OVERFLOW"}
     if function["frontend"]:
         plain.add("CORS_ORIGINS")
     plain |= set(tf.locals["extra_env"].get(name, {}))
@@ -371,6 +371,8 @@ def test_function_environment_is_built_from_the_needs(tf: Terraform) -> None:
     for piece in (
         "local.env_by_need[need]",
         "DB_USER = local.db_users[name]",
+        "DB_POOL_SIZE = tostring(local.sizing[name].concurrency)",
+        'DB_MAX_OVERFLOW = "0"',
         "CORS_ORIGINS",
         "local.extra_env[name]",
         "LOG_LEVEL",
@@ -441,22 +443,68 @@ def test_min_instances_default_to_zero(tf: Terraform) -> None:
             assert setting in function["sizing"]
 
 
-def test_database_connections_fit_at_peak_with_the_defaults(tf: Terraform) -> None:
-    pool, overflow = tf.default("db_pool_size"), tf.default("db_max_overflow")
-    # Terraform sizes with the same pool the code uses by default.
-    assert pool == Settings.model_fields["DB_POOL_SIZE"].default
-    assert overflow == Settings.model_fields["DB_MAX_OVERFLOW"].default
-    peak = sum(
-        function["sizing"]["max_instances"] * (pool + overflow)
-        for function in function_table(tf).values()
-        if "DATABASE" in function["needs"]
+def sizing(tf: Terraform, overrides: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+    """local.sizing: each function's defaults, overridden field by field (var.function_settings)."""
+    overrides = overrides or {}
+    return {
+        name: {"min_instances": 0, **function["sizing"], **overrides.get(name, {})}
+        for name, function in function_table(tf).items()
+    }
+
+
+def connections_at_peak(tf: Terraform, overrides: dict[str, dict[str, int]] | None = None) -> int:
+    """local.db_connections_at_peak: every database function's instances, each
+    holding a pool of its concurrency (no overflow)."""
+    return sum(
+        size["max_instances"] * size["concurrency"]
+        for name, size in sizing(tf, overrides).items()
+        if "DATABASE" in function_table(tf)[name]["needs"]
     )
-    assert peak + tf.default("db_reserved_connections") <= tf.default("db_max_connections")
+
+
+def budget_fits(tf: Terraform, peak: int, max_connections: int | None = None) -> bool:
+    limit = tf.default("db_max_connections") if max_connections is None else max_connections
+    return bool(peak + tf.default("db_reserved_connections") <= limit)
+
+
+def test_each_pool_is_the_functions_concurrency_without_overflow(tf: Terraform) -> None:
+    built = tf.locals["function_env"]
+    assert "DB_POOL_SIZE = tostring(local.sizing[name].concurrency)" in built
+    assert 'DB_MAX_OVERFLOW = "0"' in built
+    # Nothing else sets a pool: not the shared DATABASE group, not a variable.
+    assert "DB_POOL_SIZE" not in tf.locals["env_by_need"]["DATABASE"]
+    assert "db_pool_size" not in tf.variables and "db_max_overflow" not in tf.variables
+    # The code's defaults are the same rule for the usual concurrency of 4.
+    assert Settings.model_fields["DB_MAX_OVERFLOW"].default == 0
+    assert Settings.model_fields["DB_POOL_SIZE"].default == 4
+    # ingest and sweep handle one event at a time: one connection each.
+    for name in ("ingest", "sweep"):
+        assert function_table(tf)[name]["sizing"]["concurrency"] == 1, name
+    # A pool larger than shared/config.py accepts fails the plan.
+    function = tf.resource("google_cloudfunctions2_function", "function")
+    preconditions = tf.block(function, "lifecycle")["precondition"]
+    limit = Settings.model_fields["DB_POOL_SIZE"].metadata
+    assert any(getattr(m, "le", None) == 20 for m in limit)
+    assert any("local.sizing[each.key].concurrency <= 20" in p["condition"] for p in preconditions)
+
+
+def test_database_connections_fit_at_peak_with_the_defaults(tf: Terraform) -> None:
+    peak = connections_at_peak(tf)
+    assert peak == 140  # the arithmetic written in functions.tf, infra/README.md and docs/scaling.md
+    assert budget_fits(tf, peak)
+    assert "= 140, plus 10 reserved = 150 <= 200" in " ".join(
+        line.strip("# ").strip() for line in (INFRA / "functions.tf").read_text().splitlines()
+    )
+    # The HCL computes the same sum ...
+    assert "local.sizing[name].max_instances * local.sizing[name].concurrency" in json.dumps(
+        tf.locals["db_connections"]
+    )
     # ... and refuses a plan that would not fit.
     function = tf.resource("google_cloudfunctions2_function", "function")
     preconditions = tf.block(function, "lifecycle")["precondition"]
     assert any(
         "local.db_connections_at_peak" in p["condition"]
+        and "var.db_reserved_connections" in p["condition"]
         and "var.db_max_connections" in p["condition"]
         for p in preconditions
     )
@@ -464,6 +512,26 @@ def test_database_connections_fit_at_peak_with_the_defaults(tf: Terraform) -> No
     assert {"name": "max_connections", "value": "${tostring(var.db_max_connections)}"} in flags[
         "database_flags"
     ]
+
+
+def test_a_hundred_instances_do_not_fit_and_the_documented_answers_do(tf: Terraform) -> None:
+    """heartbeat at 100 instances: the plan must fail, and each documented way out must fit."""
+    hundred = {"heartbeat": {"max_instances": 100}}
+    peak = connections_at_peak(tf, hundred)
+    assert peak == 140 - 8 * 4 + 100 * 4 == 508
+    assert not budget_fits(tf, peak)
+    scaling = (REPO / "docs" / "scaling.md").read_text()
+    assert "508" in scaling and "518" in scaling
+    # Way out 1: raise max_connections (and the tier) to cover it.
+    assert budget_fits(tf, peak, max_connections=520)
+    assert "db_max_connections = 520" in scaling
+    # Way out 2: fewer heartbeat instances; 108 + 20 x 4 + 10 = 198 is the most that fits.
+    assert budget_fits(tf, connections_at_peak(tf, {"heartbeat": {"max_instances": 20}}))
+    assert not budget_fits(tf, connections_at_peak(tf, {"heartbeat": {"max_instances": 21}}))
+    assert "max_instances = 20" in scaling
+    # Way out 3: the managed connection pooler: clients connect to the pooler,
+    # which holds at most its configured server connections.
+    assert "managed connection pooling" in scaling
 
 
 # -- tests: IAM ------------------------------------------------------------------------

@@ -19,12 +19,22 @@ timeouts"):
   ``idle_in_transaction_session_timeout`` are sent as startup parameters, so
   the server ends long statements, lock waits and abandoned transactions.
 - ``pool_timeout`` bounds the wait for a pooled connection.
+
+The pool holds ``DB_POOL_SIZE`` connections and no overflow by default: one
+per request the instance serves at once (infra/ sets it to the function's
+concurrency), so the connection budget is ``max_instances x concurrency``.
+
+There is no pre-ping round trip: a pooled connection the server closed is
+found on checkout by looking at its socket (readable means the server sent
+its goodbye, or EOF), and one that dies without a word is replaced when the
+transaction's ``BEGIN`` fails (``shared.db.dialect``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -32,7 +42,9 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, exc
+from sqlalchemy.dialects import registry
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -46,6 +58,10 @@ _lock = threading.Lock()
 _engine: Engine | None = None
 _session_factory: sessionmaker[Session] | None = None
 _connector: Any = None
+
+# pg8000 with fewer round trips per transaction (shared/db/dialect.py),
+# imported when the first engine is built.
+DRIVER = "postgresql+lectern_pg8000"
 
 
 def server_settings(settings: Settings, *, migrations: bool = False) -> dict[str, str]:
@@ -68,21 +84,25 @@ def build_engine(settings: Settings, *, migrations: bool = False) -> Engine:
     ``migrations=True`` lifts the statement and socket timeouts for schema
     changes that run longer than any request.
     """
+    # Imported here (not named only in the registry) so packaging sees it.
+    from shared.db.dialect import LecternPg8000Dialect
+
+    registry.register(
+        "postgresql.lectern_pg8000", LecternPg8000Dialect.__module__, LecternPg8000Dialect.__name__
+    )
     startup_params = server_settings(settings, migrations=migrations)
     socket_timeout = None if migrations else settings.DB_SOCKET_TIMEOUT_S
     options: dict[str, Any] = {
         "pool_size": settings.DB_POOL_SIZE,
         "max_overflow": settings.DB_MAX_OVERFLOW,
         "pool_timeout": settings.DB_POOL_TIMEOUT_S,
-        # Instances sleep between requests; a dead connection is found before use.
-        "pool_pre_ping": True,
         "pool_recycle": 1800,
         # SQL parameters are user data: keep them out of logs and exception text.
         "hide_parameters": True,
     }
     if settings.DATABASE_URL:
         engine = create_engine(
-            settings.DATABASE_URL,
+            make_url(settings.DATABASE_URL).set(drivername=DRIVER),
             connect_args={
                 "timeout": settings.DB_CONNECT_TIMEOUT_S,
                 "startup_params": startup_params,
@@ -92,9 +112,21 @@ def build_engine(settings: Settings, *, migrations: bool = False) -> Engine:
         _own_tcp_sockets(engine)
     else:
         creator = _cloud_sql_creator(settings, startup_params)
-        engine = create_engine("postgresql+pg8000://", creator=creator, **options)
+        engine = create_engine(f"{DRIVER}://", creator=creator, **options)
     _bound_sockets(engine, socket_timeout)
+    _discard_closed_on_checkout(engine)
     return engine
+
+
+def _discard_closed_on_checkout(engine: Engine) -> None:
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # An idle connection has nothing to read; a readable one was closed by
+        # the server (idle timeout, restart, failover). No round trip: a poll.
+        sock = dbapi_connection._usock
+        readable, _, _ = select.select([sock], [], [], 0)
+        if readable:
+            raise exc.DisconnectionError("the server closed this pooled connection")
 
 
 def _bound_sockets(engine: Engine, socket_timeout: float | None) -> None:

@@ -1,0 +1,184 @@
+"""The engine's wire behaviour: no pre-ping, dead pooled connections replaced
+before the transaction runs anything, statements prepared once per connection.
+
+Through a TCP proxy (``tests/tcp_faults.py``) in front of the embedded server,
+so a pooled connection dies for real.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, make_url
+
+from shared.config import Settings
+from shared.db.dialect import PREPARED
+from shared.db.engine import build_engine
+from shared.db.outage import is_unavailable
+from tests.tcp_faults import PostgresProxy
+
+PID = text("SELECT pg_backend_pid()")
+PREPARED_COUNT = text("SELECT count(*) FROM pg_prepared_statements")
+ADD = text("SELECT CAST(:a AS int) + CAST(:b AS int) AS total, CAST(:label AS text) AS label")
+
+
+@pytest.fixture(scope="module")
+def pg_proxy(database_url: str) -> Iterator[PostgresProxy]:
+    proxy = PostgresProxy(str(make_url(database_url).query["unix_sock"]))
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def lectern_engine(database_url: str, pg_proxy: PostgresProxy) -> Iterator[Engine]:
+    pg_proxy.passing()
+    settings = Settings(
+        DATABASE_URL=pg_proxy.url(database_url), DB_POOL_SIZE=1, DB_SOCKET_TIMEOUT_S=2
+    )
+    engine = build_engine(settings)
+    yield engine
+    engine.dispose()
+    _bounce(pg_proxy)
+
+
+def _bounce(proxy: PostgresProxy) -> None:
+    """Reset every connection through the proxy, then forward new ones again."""
+    proxy.drop()
+    # The closed listener's accept() holds the port until a connection wakes it.
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=1).close()
+        except ConnectionRefusedError:
+            break
+        except OSError:
+            pass
+        time.sleep(0.005)
+    proxy.passing()
+
+
+def _statements(engine: Engine) -> list[str]:
+    seen: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _record(*args: Any) -> None:
+        seen.append(args[2])
+
+    return seen
+
+
+def test_the_pool_is_its_size_without_overflow_or_pre_ping() -> None:
+    engine = build_engine(Settings(DATABASE_URL="postgresql+pg8000://u@/db?unix_sock=/none"))
+    assert engine.pool.size() == 4  # type: ignore[attr-defined]
+    assert engine.pool._max_overflow == 0  # type: ignore[attr-defined]
+    assert engine.pool._pre_ping is False
+    engine.dispose()
+
+
+def test_a_transaction_sends_no_ping(lectern_engine: Engine) -> None:
+    with lectern_engine.begin() as connection:
+        connection.execute(PID)
+    seen = _statements(lectern_engine)
+    with lectern_engine.begin() as connection:
+        connection.execute(PID)
+    assert seen == ["SELECT pg_backend_pid()"]
+
+
+def test_a_connection_the_server_closed_is_replaced_on_checkout(
+    lectern_engine: Engine, pg_proxy: PostgresProxy
+) -> None:
+    with lectern_engine.begin() as connection:
+        first = connection.scalar(PID)
+    _bounce(pg_proxy)
+    with lectern_engine.begin() as connection:
+        assert connection.scalar(PID) != first
+
+
+def test_a_connection_that_dies_after_checkout_is_replaced_at_begin(
+    lectern_engine: Engine, pg_proxy: PostgresProxy
+) -> None:
+    with lectern_engine.begin() as connection:
+        first = connection.scalar(PID)
+
+    # After the checkout's socket check: the connection dies between checkout and BEGIN.
+    @event.listens_for(lectern_engine, "checkout")
+    def _die(*_args: Any) -> None:
+        _bounce(pg_proxy)
+
+    with lectern_engine.begin() as connection:
+        second = connection.scalar(PID)
+        connection.execute(text("CREATE TEMP TABLE probe (n int)"))
+    event.remove(lectern_engine, "checkout", _die)
+    assert second != first
+    # The replacement connection is in a real transaction: what it did is one unit.
+    with lectern_engine.begin() as connection:
+        assert connection.scalar(text("SELECT to_regclass('pg_temp.probe') IS NOT NULL"))
+
+
+def test_a_failure_after_begin_is_not_retried(
+    lectern_engine: Engine, pg_proxy: PostgresProxy
+) -> None:
+    with lectern_engine.begin() as connection:
+        first = connection.scalar(PID)
+    seen = _statements(lectern_engine)
+    with lectern_engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+        pg_proxy.drop()
+        with pytest.raises(OSError, match="reset") as raised:
+            connection.execute(text("SELECT 2"))
+        connection.rollback()
+    assert is_unavailable(raised.value)  # a 503, not a silent second run
+    assert seen == ["SELECT 1", "SELECT 2"]
+    _bounce(pg_proxy)
+    with lectern_engine.begin() as connection:  # the dead connection left the pool
+        assert connection.scalar(PID) != first
+
+
+def test_a_prepared_statement_is_parsed_once_per_connection(lectern_engine: Engine) -> None:
+    statement = ADD.execution_options(**PREPARED)
+    results = []
+    for n in range(5):
+        with lectern_engine.begin() as connection:
+            row = connection.execute(statement, {"a": n, "b": 10, "label": f"n{n}"}).one()
+            results.append((row.total, row.label))
+            prepared = connection.scalar(PREPARED_COUNT)
+    assert results == [(10 + n, f"n{n}") for n in range(5)]
+    assert prepared == 1
+    # A statement without the option is not prepared.
+    with lectern_engine.begin() as connection:
+        connection.execute(ADD, {"a": 1, "b": 2, "label": "x"})
+        assert connection.scalar(PREPARED_COUNT) == 1
+
+
+def test_a_prepared_statement_runs_inside_the_transaction(lectern_engine: Engine) -> None:
+    insert = text("INSERT INTO probe_rows (n) VALUES (:n) RETURNING n").execution_options(
+        **PREPARED
+    )
+    with lectern_engine.begin() as connection:
+        connection.execute(text("CREATE TABLE IF NOT EXISTS probe_rows (n int)"))
+    connection = lectern_engine.connect()
+    with connection.begin():
+        assert connection.scalar(insert, {"n": 1}) == 1
+        connection.rollback()
+    connection.close()
+    with lectern_engine.begin() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM probe_rows")) == 0
+        assert connection.scalar(insert, {"n": 2}) == 2
+    with lectern_engine.begin() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM probe_rows")) == 1
+
+
+def test_a_prepared_statement_survives_a_replaced_connection(
+    lectern_engine: Engine, pg_proxy: PostgresProxy
+) -> None:
+    statement = ADD.execution_options(**PREPARED)
+    with lectern_engine.begin() as connection:
+        assert connection.execute(statement, {"a": 1, "b": 1, "label": "a"}).one().total == 2
+    _bounce(pg_proxy)
+    with lectern_engine.begin() as connection:
+        assert connection.execute(statement, {"a": 2, "b": 2, "label": "b"}).one().total == 4
+        assert connection.scalar(PREPARED_COUNT) == 1
