@@ -473,7 +473,8 @@ def test_each_pool_is_the_functions_concurrency_without_overflow(tf: Terraform) 
     assert 'DB_MAX_OVERFLOW = "0"' in built
     # Nothing else sets a pool: not the shared DATABASE group, not a variable.
     assert "DB_POOL_SIZE" not in tf.locals["env_by_need"]["DATABASE"]
-    assert "db_pool_size" not in tf.variables and "db_max_overflow" not in tf.variables
+    assert "db_pool_size" not in tf.variables
+    assert "db_max_overflow" not in tf.variables
     # The code's defaults are the same rule for the usual concurrency of 4.
     assert Settings.model_fields["DB_MAX_OVERFLOW"].default == 0
     assert Settings.model_fields["DB_POOL_SIZE"].default == 4
@@ -490,7 +491,8 @@ def test_each_pool_is_the_functions_concurrency_without_overflow(tf: Terraform) 
 
 def test_database_connections_fit_at_peak_with_the_defaults(tf: Terraform) -> None:
     peak = connections_at_peak(tf)
-    assert peak == 140  # the arithmetic written in functions.tf, infra/README.md and docs/scaling.md
+    # The arithmetic written in functions.tf, infra/README.md and docs/scaling.md.
+    assert peak == 140
     assert budget_fits(tf, peak)
     assert "= 140, plus 10 reserved = 150 <= 200" in " ".join(
         line.strip("# ").strip() for line in (INFRA / "functions.tf").read_text().splitlines()
@@ -521,7 +523,8 @@ def test_a_hundred_instances_do_not_fit_and_the_documented_answers_do(tf: Terraf
     assert peak == 140 - 8 * 4 + 100 * 4 == 508
     assert not budget_fits(tf, peak)
     scaling = (REPO / "docs" / "scaling.md").read_text()
-    assert "508" in scaling and "518" in scaling
+    assert "508" in scaling
+    assert "518" in scaling
     # Way out 1: raise max_connections (and the tier) to cover it.
     assert budget_fits(tf, peak, max_connections=520)
     assert "db_max_connections = 520" in scaling
