@@ -211,6 +211,8 @@ def _operation(route: _Route, names: Mapping[tuple[Any, JsonSchemaMode], Any]) -
             "content": {"multipart/form-data": _form_content(route)},
         }
     operation["responses"] = _responses(route, ref)
+    if not _declared(route):
+        operation["x-lectern-undeclared"] = True
     return operation
 
 
@@ -272,7 +274,8 @@ def _responses(route: _Route, ref: Any) -> dict[str, Any]:
                 "application/json": {"schema": ref(route.response, "serialization")}
             }
         elif route.content_type != "json":
-            success["content"] = {route.content_type: {"schema": {"type": "string"}}}
+            # Not JSON: the media type says what it is (an iCalendar file).
+            success["content"] = {route.content_type: {}}
         else:
             # Not declared yet: any JSON object (tests skip validating these).
             success["content"] = {"application/json": {"schema": {"type": "object"}}}

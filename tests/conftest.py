@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import socket
 import threading
 import uuid
@@ -175,9 +176,122 @@ def function_env(database_url: str, jwks_url: str, storage_host: str) -> dict[st
     }
 
 
+# HTTP functions: those whose main.py builds a Router (ingest and sweep take events).
+HTTP_FUNCTIONS = sorted(
+    path.parent.name
+    for path in (REPO / "functions").glob("*/main.py")
+    if "build_router(" in path.read_text()
+)
+
+
+class ResponseChecker:
+    """Validates a response against its function's OpenAPI document (openapi-core).
+
+    The document is the one the function itself serves at ``/openapi.json``,
+    fetched once per function. Checked: the status is one the operation
+    declares, declared headers (Location on 201, Retry-After on 503...) and
+    the body against the schema. Routes whose success response has no model
+    yet (``x-lectern-undeclared``) and requests no route matches (404/405 of
+    the router) are not checked.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._documents: dict[str, tuple[Any, list[tuple[re.Pattern[str], dict[str, Any]]]]] = {}
+        self.checked = 0
+
+    def _document(self, app: Any) -> tuple[Any, list[tuple[re.Pattern[str], dict[str, Any]]]]:
+        from flask.testing import FlaskClient
+        from openapi_core import OpenAPI
+
+        with self._lock:
+            if app.name not in self._documents:
+                answer = FlaskClient(app).get("/openapi.json")
+                assert answer.status_code == 200, answer.data
+                document = answer.get_json()
+                # Fewer parameters first: /calendar.ics before /{task_id}.
+                ordered = sorted(document["paths"].items(), key=lambda item: item[0].count("{"))
+                patterns = [
+                    (re.compile("^" + re.sub(r"\{\w+\}", "[^/]+", path.rstrip("/")) + "/?$"), item)
+                    for path, item in ordered
+                ]
+                self._documents[app.name] = (OpenAPI.from_dict(document), patterns)
+            return self._documents[app.name]
+
+    def check(self, app: Any, request: Any, response: Any) -> None:
+        if app.name not in HTTP_FUNCTIONS or request.method in ("OPTIONS", "HEAD"):
+            return
+        openapi, patterns = self._document(app)
+        path = request.path
+        prefix = f"/{app.name}"
+        if path == prefix or path.startswith(prefix + "/"):
+            # Through the load balancer's /<function> prefix (tests/test_one_origin.py).
+            path = path[len(prefix) :] or "/"
+        item = next((item for pattern, item in patterns if pattern.match(path)), None)
+        operation = item.get(request.method.lower()) if item is not None else None
+        if operation is None:
+            # No route: the router's own 404/405, which no operation describes.
+            assert response.status_code in (404, 405), (request.method, path, response.status)
+            return
+        if operation.get("x-lectern-undeclared"):
+            return
+        from openapi_core.contrib.werkzeug import WerkzeugOpenAPIResponse
+
+        try:
+            openapi.validate_response(
+                _CheckedRequest(request, path), WerkzeugOpenAPIResponse(response)
+            )
+        except Exception as error:
+            causes = getattr(error, "schema_errors", None) or [error.__cause__ or error]
+            detail = "; ".join(str(cause)[:500] for cause in causes)
+            raise AssertionError(
+                f"{request.method} {path} -> {response.status_code} does not match "
+                f"{app.name}'s OpenAPI document: {type(error).__name__}: {detail}\n"
+                f"body: {response.get_data()[:1000]!r}"
+            ) from error
+        self.checked += 1
+
+
+class _CheckedRequest:
+    """The request as openapi-core needs it to find the operation (the body is not read)."""
+
+    def __init__(self, request: Any, path: str) -> None:
+        from openapi_core.datatypes import RequestParameters
+        from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+        self.host_url = "http://localhost"
+        self.path = path
+        self.method = request.method.lower()
+        self.body = b""
+        self.content_type = request.content_type or "application/octet-stream"
+        self.parameters = RequestParameters(
+            query=ImmutableMultiDict(request.args), header=Headers(request.headers), cookie={}
+        )
+
+
+RESPONSE_CHECKER = ResponseChecker()
+
+
+def checked_client_class() -> type:
+    from flask.testing import FlaskClient
+
+    class CheckedClient(FlaskClient):
+        """A test client whose every response is validated against the OpenAPI document."""
+
+        def open(self, *args: Any, **kwargs: Any) -> Any:
+            response = super().open(*args, **kwargs)
+            RESPONSE_CHECKER.check(self.application, response.request, response)
+            return response
+
+    return CheckedClient
+
+
 @pytest.fixture(scope="module")
 def function_client(function_env: dict[str, str]) -> Iterator[Callable[[str], Any]]:
-    """Build a function's real functions-framework app with the module's environment."""
+    """Build a function's real functions-framework app with the module's environment.
+
+    Its test clients validate every response against the function's OpenAPI document.
+    """
     from functions_framework import create_app
 
     saved = dict(os.environ)
@@ -187,7 +301,9 @@ def function_client(function_env: dict[str, str]) -> Iterator[Callable[[str], An
     reset_embedder()
 
     def build(name: str) -> Any:
-        return create_app(name, str(REPO / "functions" / name / "main.py")).test_client()
+        app = create_app(name, str(REPO / "functions" / name / "main.py"))
+        app.test_client_class = checked_client_class()
+        return app.test_client()
 
     yield build
     dispose_engine()

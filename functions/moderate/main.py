@@ -74,7 +74,8 @@ class ActionFailed(Shape):
 
 
 class ActionResults(Shape):
-    results: list[Annotated[ActionSucceeded | ActionFailed, Field(discriminator="ok")]]
+    # Told apart by ``ok`` (a plain union: an OpenAPI discriminator's keys are strings).
+    results: list[ActionSucceeded | ActionFailed]
 
 
 class AuditEntry(Shape):
