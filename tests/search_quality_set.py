@@ -213,6 +213,21 @@ def ingest_set(
     return ingested
 
 
+def analyze(settings: Settings) -> None:
+    """Refresh the planner's statistics, as autovacuum does some time after a load.
+
+    Until then ``pg_class.reltuples`` is -1 (never analyzed); a ranking that
+    reads it (as an estimate of the number of chunks) sees a different corpus
+    before and after, so measurements are taken after this.
+    """
+    from sqlalchemy import text
+
+    from shared.db.engine import transaction
+
+    with transaction(settings) as session:
+        session.execute(text("ANALYZE material_chunks, materials"))
+
+
 def _page_count(data: bytes) -> int:
     import io
 
