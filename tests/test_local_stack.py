@@ -83,6 +83,95 @@ class Stack:
             self.process.stdout.close()
 
 
+# lectern dev's default CORS_ORIGINS (a Vite dev server).
+APP_ORIGIN = "http://localhost:5173"
+
+
+def _check_browser_download(material: dict[str, Any], pdf: bytes) -> None:
+    """PDF.js in a page on an allowed origin: a preflight for Range, then ranged GETs."""
+    from datetime import UTC, datetime
+
+    import requests
+
+    url = material["download_url"]
+    expires = datetime.fromisoformat(material["download_url_expires_at"].replace("Z", "+00:00"))
+    # A 1-page file needs 27 s of reading: the URL lasts the minimum hour at least.
+    assert (expires - datetime.now(UTC)).total_seconds() > 3500
+    preflight = requests.options(
+        url,
+        headers={
+            "Origin": APP_ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "range",
+        },
+        timeout=30,
+    )
+    assert preflight.status_code in (200, 204)
+    assert preflight.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+    assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "range" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    ranged = requests.get(url, headers={"Origin": APP_ORIGIN, "Range": "bytes=0-99"}, timeout=30)
+    assert ranged.status_code == 206
+    assert ranged.content == pdf[:100]
+    assert ranged.headers["Content-Range"] == f"bytes 0-99/{len(pdf)}"
+    assert ranged.headers["Content-Length"] == "100"
+    assert ranged.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+    exposed = {
+        name.strip().lower() for name in ranged.headers["Access-Control-Expose-Headers"].split(",")
+    }
+    assert {"accept-ranges", "content-range", "content-length"} <= exposed
+    tail = requests.get(url, headers={"Origin": APP_ORIGIN, "Range": "bytes=-10"}, timeout=30)
+    assert (tail.status_code, tail.content) == (206, pdf[-10:])
+    whole = requests.get(url, headers={"Origin": APP_ORIGIN}, timeout=30)
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    beyond = requests.get(url, headers={"Range": f"bytes={len(pdf)}-"}, timeout=30)
+    assert beyond.status_code == 416
+    assert beyond.headers["Content-Range"] == f"bytes */{len(pdf)}"
+    # Another origin gets no CORS headers: the browser keeps the bytes from it.
+    other = requests.get(
+        url, headers={"Origin": "https://evil.test", "Range": "bytes=0-9"}, timeout=30
+    )
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def _check_api_reference(stack: Stack) -> None:
+    """/openapi.json (every function's, merged) and /docs with only local assets."""
+    import re
+
+    import requests
+    from openapi_spec_validator import validate
+
+    document = requests.get(f"{stack.url}/openapi.json", timeout=30)
+    assert document.status_code == 200
+    assert document.headers["Content-Type"].startswith("application/json")
+    merged = document.json()
+    validate(merged)
+    assert {"/catalog/majors", "/submit", "/tasks/plan", "/moderate/actions"} <= set(
+        merged["paths"]
+    )
+    # Each function serves its own too, through the stack's prefix.
+    own = requests.get(f"{stack.url}/tasks/openapi.json", timeout=30)
+    assert own.status_code == 200
+    assert own.json()["info"]["title"] == "Lectern tasks"
+    page = requests.get(f"{stack.url}/docs", timeout=30)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(assets) >= 5
+    types = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+    for asset in assets:
+        assert asset.startswith("/docs/"), asset  # local, never a CDN
+        answer = requests.get(f"{stack.url}{asset}", timeout=30)
+        assert answer.status_code == 200, asset
+        suffix = asset[asset.rindex(".") :]
+        assert answer.headers["Content-Type"].startswith(types[suffix]), asset
+    bundle = requests.get(f"{stack.url}/docs/swagger-ui-bundle.js", timeout=30).text
+    assert "5.31.0" in bundle or len(bundle) > 500_000
+    initializer = requests.get(f"{stack.url}/docs/swagger-initializer.js", timeout=30).text
+    assert 'url: "/openapi.json"' in initializer
+    assert requests.get(f"{stack.url}/docs/../main.py", timeout=30).status_code == 404
+
+
 def _postgres_running(pgdata: Path) -> bool:
     import psutil
 
@@ -163,6 +252,8 @@ def test_dev_serves_every_function_and_stops_cleanly(data_dir: Path) -> None:
         assert (body["material"]["ingest_status"], body["material"]["chunk_count"]) == ("ready", 1)
         download = requests.get(body["material"]["download_url"], timeout=30)
         assert (download.status_code, download.content) == (200, pdf)
+        _check_browser_download(body["material"], pdf)
+        _check_api_reference(stack)
 
         # Reading it, planning around it, and the leaderboard.
         student = {"Authorization": f"Bearer {stack.tokens['student']}"}

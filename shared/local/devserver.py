@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable
@@ -39,6 +40,62 @@ LOCAL_BUCKET = "lectern-local-materials"
 SWEEP_EVERY_SECONDS = 600
 
 
+# Swagger UI 5 from the swagger-ui-bundle-v2 wheel (no CDN): the files /docs serves.
+SWAGGER_UI_VERSION = "5.31.0"
+DOCS_ASSETS = (
+    "swagger-ui.css",
+    "index.css",
+    "swagger-ui-bundle.js",
+    "swagger-ui-standalone-preset.js",
+    "favicon-32x32.png",
+    "favicon-16x16.png",
+    "oauth2-redirect.html",
+    "oauth2-redirect.js",
+)
+DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8">
+    <title>Lectern API</title>
+    <link rel="stylesheet" type="text/css" href="/docs/swagger-ui.css">
+    <link rel="stylesheet" type="text/css" href="/docs/index.css">
+    <link rel="icon" type="image/png" href="/docs/favicon-32x32.png" sizes="32x32">
+    <link rel="icon" type="image/png" href="/docs/favicon-16x16.png" sizes="16x16">
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="/docs/swagger-ui-bundle.js" charset="UTF-8"></script>
+    <script src="/docs/swagger-ui-standalone-preset.js" charset="UTF-8"></script>
+    <script src="/docs/swagger-initializer.js" charset="UTF-8"></script>
+  </body>
+</html>
+"""
+# The merged document; Authorize takes a token from tokens.json (or the banner).
+DOCS_INITIALIZER = """window.onload = function () {
+  window.ui = SwaggerUIBundle({
+    url: "/openapi.json",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    persistAuthorization: true,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+    plugins: [SwaggerUIBundle.plugins.DownloadUrl],
+    layout: "StandaloneLayout",
+  });
+};
+"""
+
+
+def swagger_ui_dir() -> Path:
+    """The wheel's Swagger UI files (``swagger_ui_bundle`` is a namespace package)."""
+    import swagger_ui_bundle  # type: ignore[import-untyped]
+
+    for root in swagger_ui_bundle.__path__:
+        folder = Path(root) / "vendor" / f"swagger-ui-{SWAGGER_UI_VERSION}"
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(f"swagger-ui {SWAGGER_UI_VERSION} is not in swagger_ui_bundle")
+
+
 def function_names() -> list[str]:
     """Each folder with a main.py is a function whose entry point is its folder name."""
     return sorted(p.parent.name for p in FUNCTIONS_DIR.glob("*/main.py"))
@@ -46,6 +103,35 @@ def function_names() -> list[str]:
 
 def _json(body: object, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+_BYTE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _ranged(wanted: str, data: bytes, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+    """One byte range of ``data`` as GCS answers it: 206, or 416 if none of it exists.
+
+    A header this does not understand (several ranges) gets the whole object,
+    as HTTP allows; PDF.js asks for one range at a time.
+    """
+    match = _BYTE_RANGE.match(wanted.strip())
+    total = len(data)
+    if match is None or match.group(1) == match.group(2) == "":
+        return 200, data, headers
+    first_text, last_text = match.groups()
+    if first_text == "":
+        # bytes=-N: the last N bytes.
+        first, last = max(0, total - int(last_text)), total - 1
+    else:
+        first = int(first_text)
+        last = min(int(last_text), total - 1) if last_text else total - 1
+    if first >= total or first > last:
+        return 416, b"", {**headers, "Content-Range": f"bytes */{total}"}
+    return (
+        206,
+        data[first : last + 1],
+        {**headers, "Content-Range": f"bytes {first}-{last}/{total}"},
+    )
 
 
 class BrowserStorageProxy:
@@ -56,12 +142,18 @@ class BrowserStorageProxy:
     frontend on an origin in CORS_ORIGINS can send a direct upload's bytes to
     its ``upload_url`` (and read downloads) against ``lectern dev``, this
     proxy answers the preflight and adds the CORS headers, and passes
-    everything else on. It forwards the ``Host`` header unchanged: the
+    everything else on. The emulator has no HTTP Range either: a download
+    asked for a byte range is cut here (206 with Content-Range), so PDF.js
+    reads a file in ranges as it does from GCS. It forwards the ``Host`` header unchanged: the
     emulator builds a session's URL from it, which then points back here.
     """
 
-    # What GCS lets a browser read of a resumable upload's answers.
-    EXPOSED = "Content-Length, Content-Range, Content-Type, ETag, Location, Range, X-Goog-Hash"
+    # What a browser may read of the answers: a resumable upload's (as GCS), and a
+    # download's as PDF.js reads it in ranges.
+    EXPOSED = (
+        "Accept-Ranges, Content-Encoding, Content-Length, Content-Range, Content-Type, "
+        "ETag, Location, Range, X-Goog-Hash"
+    )
 
     def __init__(self, target: str, *, host: str, origins: Callable[[], str]) -> None:
         import http.client
@@ -104,18 +196,30 @@ class BrowserStorageProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                wanted = self.headers.get("Range") if self.command == "GET" else None
                 connection = http.client.HTTPConnection(target_host, target_port, timeout=300)
                 try:
                     headers = {key: value for key, value in self.headers.items()}
+                    if wanted is not None:
+                        # The emulator has no Range: the whole object, cut here.
+                        headers = {k: v for k, v in headers.items() if k.lower() != "range"}
                     connection.request(self.command, self.path, body=body, headers=headers)
                     response = connection.getresponse()
                     data = response.read()
                 finally:
                     connection.close()
-                self.send_response(response.status)
+                status, extra = response.status, {}
+                download = "alt=media" in self.path or self.path.startswith("/download/")
+                if download and status == 200:
+                    extra["Accept-Ranges"] = "bytes"
+                    if wanted is not None:
+                        status, data, extra = _ranged(wanted, data, extra)
+                self.send_response(status)
                 for key, value in response.getheaders():
                     if key.lower() not in hop_by_hop:
                         self.send_header(key, value)
+                for key, value in extra.items():
+                    self.send_header(key, value)
                 self._cors()
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -154,6 +258,8 @@ class LocalStack:
     _storage_proxy: BrowserStorageProxy | None = None
     _watcher: Any = None
     _ready: threading.Event = field(default_factory=threading.Event)
+    _mounts: dict[str, Any] = field(default_factory=dict)
+    _document: bytes | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -288,7 +394,46 @@ class LocalStack:
         for name in function_names():
             source = str(FUNCTIONS_DIR / name / "main.py")
             mounts[f"/{name}"] = create_app(name, source)  # type: ignore[no-untyped-call]
+        self._mounts = mounts
         self._dispatcher = DispatcherMiddleware(self._root, mounts)
+
+    def merged_document(self) -> bytes:
+        """Every HTTP function's /openapi.json, merged under its /<function> prefix.
+
+        Built on first request, from what each function itself serves.
+        """
+        if self._document is None:
+            from werkzeug.test import Client
+
+            from shared.openapi import merge
+
+            documents = {}
+            for mount, app in self._mounts.items():
+                name = mount.strip("/")
+                source = (FUNCTIONS_DIR / name / "main.py").read_text()
+                if "build_router(" not in source:
+                    continue  # ingest and sweep take events, not HTTP calls
+                answer = Client(app).get("/openapi.json")
+                documents[name] = json.loads(answer.get_data())
+            self._document = json.dumps(merge(documents)).encode()
+        return self._document
+
+    def _docs(self, path: str) -> Response:
+        if path in ("/docs", "/docs/"):
+            return Response(DOCS_PAGE, mimetype="text/html")
+        name = path.removeprefix("/docs/")
+        if name == "swagger-initializer.js":
+            return Response(DOCS_INITIALIZER, mimetype="text/javascript")
+        if name not in DOCS_ASSETS:
+            return _json({"error": {"code": "not_found", "message": f"no route for {path}"}}, 404)
+        import mimetypes
+
+        mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if mimetype == "application/javascript":
+            mimetype = "text/javascript"
+        response = Response((swagger_ui_dir() / name).read_bytes(), mimetype=mimetype)
+        response.headers["Cache-Control"] = "public, max-age=3600"
+        return response
 
     def _root(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
@@ -296,6 +441,10 @@ class LocalStack:
             response = _json(self._jwks)
         elif request.path == "/healthz":
             response = self._health()
+        elif request.path == "/openapi.json":
+            response = Response(self.merged_document(), mimetype="application/json")
+        elif request.path == "/docs" or request.path.startswith("/docs/"):
+            response = self._docs(request.path)
         else:
             body = {"error": {"code": "not_found", "message": f"no route for {request.path}"}}
             response = _json(body, 404)
@@ -359,6 +508,7 @@ class LocalStack:
             f"  {'storage':<10} {os.environ['STORAGE_EMULATOR_HOST']} (bucket {LOCAL_BUCKET})",
             f"  {'jwks':<10} {base}/.well-known/jwks.json",
             f"  {'health':<10} {base}/healthz",
+            f"  {'api':<10} {base}/docs (reference), {base}/openapi.json (document)",
             "",
             f"Student token (student@lectern.local):\n{self.tokens['student']}",
             "",
