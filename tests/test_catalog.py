@@ -167,6 +167,41 @@ def test_get_material_has_a_download_url(
     assert quote(file_url, safe="") in body["download_url"]
 
 
+@pytest.mark.parametrize(
+    ("page_count", "lifetime"),
+    [
+        # 10 pages need 270 s of reading: the minimum hour.
+        (10, timedelta(hours=1)),
+        # 1000 pages need 27,000 s: twice that plus 30 minutes.
+        (1000, timedelta(seconds=2 * 27_000 + 1_800)),
+        # Never past the 7 days a V4 signed URL may live.
+        (20_000, timedelta(days=7)),
+    ],
+)
+def test_the_download_url_lasts_past_the_required_reading_time(
+    client: Any,
+    headers: dict[str, str],
+    sessions: sessionmaker[Session],
+    page_count: int,
+    lifetime: timedelta,
+) -> None:
+    from shared.reading import required_seconds
+
+    with sessions.begin() as session:
+        material = make_material(session, page_count=page_count)
+    before = datetime.now(UTC)
+    body = client.get(f"/materials/{material.id}", headers=headers).json["material"]
+    expires_at = datetime.fromisoformat(body["download_url_expires_at"].replace("Z", "+00:00"))
+    assert body["download_url_expires_at"].endswith("Z")
+    assert before + lifetime - timedelta(seconds=2) <= expires_at <= datetime.now(UTC) + lifetime
+    if page_count < 20_000:
+        reading = timedelta(seconds=required_seconds(page_count))
+        assert expires_at - before >= reading + timedelta(minutes=30)
+    # Reading it again is the refresh: a URL good from now on.
+    again = client.get(f"/materials/{material.id}", headers=headers).json["material"]
+    assert again["download_url_expires_at"] >= body["download_url_expires_at"]
+
+
 @pytest.mark.parametrize("material_id", [str(uuid.uuid4()), "not-a-uuid"])
 def test_unknown_material_is_404(client: Any, headers: dict[str, str], material_id: str) -> None:
     response = client.get(f"/materials/{material_id}", headers=headers)

@@ -647,6 +647,11 @@ def test_an_admin_can_download_a_pending_file_before_judging_it(
     assert body["status"] == "pending"
     with urllib.request.urlopen(body["download_url"], timeout=10) as response:
         assert response.read().startswith(b"%PDF-")
+    from datetime import UTC, datetime, timedelta
+
+    expires_at = datetime.fromisoformat(body["download_url_expires_at"].replace("Z", "+00:00"))
+    assert expires_at - datetime.now(UTC) > timedelta(minutes=59)
+    assert body["uploader"]["id"]
     assert moderate.get(f"/requests/{request_id}", headers=student).status_code == 403
     assert moderate.get(f"/requests/{uuid.uuid4()}", headers=admin).status_code == 404
 
