@@ -80,3 +80,25 @@ def test_no_route_starts_with_its_own_function_name() -> None:
             ):
                 route = node.args[0].value
                 assert not re.match(rf"^/{re.escape(name)}(/|$)", route), (name, route)
+
+
+def test_locations_and_the_document_behind_the_prefix(
+    function_client: Callable[[str], Any], headers: dict[str, str]
+) -> None:
+    """A 201's Location keeps the prefix the caller used; /openapi.json is there too."""
+    client = function_client("tasks")
+    task = {
+        "title": "Behind the balancer",
+        "date": "2026-05-04",
+        "start_hour": 9.0,
+        "duration": 1.0,
+    }
+    through = client.post("/tasks/", json=task, headers=headers)
+    assert through.status_code == 201
+    assert through.headers["Location"] == f"/tasks/{through.json['task']['id']}"
+    assert client.get(through.headers["Location"], headers=headers).status_code == 200
+    direct = client.post("/", json=task, headers=headers)
+    assert direct.headers["Location"] == f"/{direct.json['task']['id']}"
+    document = client.get("/tasks/openapi.json")
+    assert document.status_code == 200
+    assert document.json["servers"][0]["url"] == "/tasks"
