@@ -242,6 +242,7 @@ class Run:
 
     rankings: dict[str, list[Page]]
     result_counts: dict[str, int]
+    snippets: dict[str, list[str]] = field(default_factory=dict)  # per ranked page, its snippet
 
 
 def run_questions(
@@ -277,6 +278,11 @@ def run_questions(
             )
         run.rankings[question.id] = ranked_pages(results, ingested.materials)
         run.result_counts[question.id] = len(results)
+        shown: dict[Page, str] = {}
+        for result in results:
+            page = (ingested.materials[result["material_id"]], int(result["page_number"]))
+            shown.setdefault(page, str(result.get("snippet") or ""))
+        run.snippets[question.id] = [shown[page] for page in run.rankings[question.id]]
     return run
 
 
