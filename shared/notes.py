@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pydantic import SerializerFunctionWrapHandler, model_serializer
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -31,12 +32,17 @@ __all__ = [
 
 
 class StoredNote(Shape):
-    """A sticky note as stored (what ``PUT`` accepted; absent optionals as null)."""
+    """A sticky note as stored: what ``PUT`` accepted, optional fields only when set."""
 
     id: str
     text: str
     page: int | None = None
     color: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Sent back exactly as written, so a client can PUT what it read.
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 class NoteFile(Shape):
