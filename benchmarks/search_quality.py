@@ -272,10 +272,16 @@ def measure(
                 ).as_dict()
                 for group in GROUPS
             },
+            # In the JSON only: printing held-out ids would invite tuning on them.
             "misses": sorted(
                 question.id
                 for question in questions
                 if score([question], first.rankings).hit_at_5 == 0
+            ),
+            "dev_misses": sorted(
+                question.id
+                for question in questions
+                if question.split == "dev" and score([question], first.rankings).hit_at_5 == 0
             ),
         }
     assert hybrid_first is not None
@@ -391,7 +397,8 @@ def print_report(report: dict[str, Any]) -> None:
         print(
             f"\n{provider} hybrid, held-out: hit@5 {held_out['hit@5']:.2f}, MRR "
             f"{held_out['mrr']:.2f} — {verdict} the goal (hit@5 >= {GOAL_HIT_AT_5}, "
-            f"MRR >= {GOAL_MRR}); not in the top 5: {', '.join(hybrid['misses']) or 'none'}"
+            f"MRR >= {GOAL_MRR}); not in the top 5: {len(hybrid['misses'])} questions, "
+            f"of the dev ones {', '.join(hybrid['dev_misses']) or 'none'}"
         )
         unanalyzed = figures["before_analyze_hybrid"]
         print(
