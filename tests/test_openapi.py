@@ -214,3 +214,72 @@ def test_responses_are_checked_and_a_wrong_one_is_caught(apps: dict[str, Any]) -
     )
     with pytest.raises(AssertionError, match="418"):
         RESPONSE_CHECKER.check(app, request, undeclared_status)
+
+
+def test_a_toy_router_is_described_from_its_declarations() -> None:
+    """The generator alone: what each declaration turns into."""
+    from pydantic import BaseModel
+
+    from shared.http import json_response, no_content
+    from shared.openapi import document
+    from shared.responses import Shape
+
+    class Query(BaseModel):
+        q: str | None = None
+
+    class Body(BaseModel):
+        name: str
+
+    class Answer(Shape):
+        name: str
+        note: str | None
+
+    router = Router.__new__(Router)
+    router._routes = []
+
+    @router.get("/things", query=Query, response=Answer)
+    def list_things(call: Any) -> Any:
+        """Things, by name."""
+        return json_response({})
+
+    @router.post("/things", body=Body, response=Answer, status=201, errors=(403, 429))
+    def make_thing(call: Any) -> Any:
+        return json_response({})
+
+    @router.delete("/things/{thing_id}", status=204)
+    def remove_thing(call: Any) -> Any:
+        return no_content()
+
+    @router.get("/loose")
+    def loose(call: Any) -> Any:
+        return json_response({})
+
+    doc = document(router.routes, name="toy")
+    validate(doc)
+    listing = doc["paths"]["/things"]["get"]
+    assert (listing["operationId"], listing["summary"]) == ("list_things", "Things, by name.")
+    assert set(listing["responses"]) == {"200", "401", "409", "413", "422", "500", "503"}
+    created = doc["paths"]["/things"]["post"]
+    assert set(created["responses"]) == {
+        "201",
+        "400",
+        "401",
+        "403",
+        "409",
+        "413",
+        "415",
+        "422",
+        "429",
+        "500",
+        "503",
+    }
+    assert created["responses"]["429"] == {"$ref": "#/components/responses/RateLimited"}
+    assert doc["components"]["responses"]["RateLimited"]["headers"]["Retry-After"]
+    answer = doc["components"]["schemas"]["Answer"]
+    # Always sent, null allowed: required and nullable.
+    assert set(answer["required"]) == {"name", "note"}
+    removed = doc["paths"]["/things/{thing_id}"]["delete"]["responses"]
+    assert "content" not in removed["204"]
+    assert "404" in removed
+    assert undeclared(router.routes) == ["GET /loose"]
+    assert doc["paths"]["/loose"]["get"]["x-lectern-undeclared"] is True
