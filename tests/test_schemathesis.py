@@ -10,6 +10,7 @@ operation keeps it deterministic and inside ``make test``.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -18,8 +19,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import HTTP_FUNCTIONS
+from tests.factories import make_major, make_material, make_user
 
 # Per operation; a function has up to ~20 operations, and there are seven.
 EXAMPLES = 10
@@ -53,13 +56,61 @@ def apps(function_client: Callable[[str], Any]) -> dict[str, Any]:
     return {name: function_client(name) for name in HTTP_FUNCTIONS}
 
 
+def _rows(sessions: sessionmaker[Session], student_id: uuid.UUID) -> dict[str, str]:
+    """Rows that exist, by the path parameter names that address them.
+
+    Random UUIDs reach only 404s; these let the examples read, change and
+    delete real rows (the student owns the task and the request).
+    """
+    from datetime import UTC, date, datetime
+
+    from shared.db.models import User, UserTask
+
+    with sessions.begin() as session:
+        student = session.get(User, student_id)
+        material = make_material(session, uploader=student)
+        other = make_user(session)
+        now = datetime.now(UTC)
+        task = UserTask(
+            user_id=student_id,
+            title="Fuzzed",
+            date=date.today(),
+            start_hour=9.0,
+            duration=1.0,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(task)
+        session.flush()
+        return {
+            "major_id": str(make_major(session).id),
+            "course_id": str(material.course_id),
+            "type_id": str(material.type_id),
+            "lecturer_id": str(material.lecturer_id),
+            "material_id": str(material.id),
+            "file_id": str(material.id),
+            "request_id": str(material.id),
+            "user_id": str(other.id),
+            "task_id": str(task.id),
+        }
+
+
 def _exercise(
-    operation: Any, tokens: list[dict[str, str]], checks: list[Any], failures: list[str]
+    operation: Any,
+    tokens: list[dict[str, str]],
+    checks: list[Any],
+    failures: list[str],
+    path_parameters: dict[str, str] | None = None,
 ) -> list[int]:
     """Up to EXAMPLES generated requests to one operation; the statuses answered."""
     from schemathesis.core.failures import FailureGroup
 
     seen: list[int] = []
+    strategy = (
+        operation.as_strategy(path_parameters=path_parameters)
+        if path_parameters
+        else operation.as_strategy()
+    )
 
     @settings(
         max_examples=EXAMPLES,
@@ -69,7 +120,7 @@ def _exercise(
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy(), auth=st.sampled_from(tokens))
+    @given(case=strategy, auth=st.sampled_from(tokens))
     def exercise(case: Any, auth: dict[str, str]) -> None:
         response = case.call(headers=auth)
         seen.append(response.status_code)
@@ -87,6 +138,7 @@ def _exercise(
 def test_every_operation_holds_to_its_document(
     name: str,
     apps: dict[str, Any],
+    sessions: sessionmaker[Session],
     user_token: Callable[..., tuple[uuid.UUID, dict[str, str]]],
 ) -> None:
     import schemathesis
@@ -97,8 +149,9 @@ def test_every_operation_holds_to_its_document(
     document["servers"] = [{"url": "/"}]
     schema = schemathesis.openapi.from_dict(document)
     schema.app = client.application
-    _, student = user_token("STUDENT")
+    student_id, student = user_token("STUDENT")
     _, admin = user_token("ADMIN")
+    rows = _rows(sessions, student_id)
     checks = _checks()
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -109,6 +162,11 @@ def test_every_operation_holds_to_its_document(
         seen = _exercise(operation, [student, admin], checks, failures)
         assert seen, operation.label
         exercised += len(seen)
+        names = re.findall(r"\{(\w+)\}", operation.path)
+        if names and all(name in rows for name in names):
+            # Again on rows that exist: reads, changes and deletes that succeed.
+            known = {name: rows[name] for name in names}
+            exercised += len(_exercise(operation, [student, admin], checks, failures, known))
     elapsed = time.monotonic() - started
     assert not failures, "\n\n".join(failures[:10])
     assert exercised >= len(operations)
