@@ -41,7 +41,7 @@ ERROR_SCHEMA: dict[str, Any] = {
     "properties": {
         "error": {
             "type": "object",
-            "required": ["code", "message"],
+            "required": ["code", "message", "request_id"],
             "properties": {
                 "code": {"type": "string", "description": "For programs: stable, snake_case."},
                 "message": {"type": "string", "description": "For people."},
