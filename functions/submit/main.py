@@ -114,11 +114,11 @@ class ListQuery(BaseModel):
     cursor: str | None = None
 
 
-class RequestOne(Shape):
+class SubmittedRequest(Shape):
     request: RequestShape
 
 
-class RequestPage(Shape):
+class SubmittedRequestPage(Shape):
     requests: list[RequestShape]
     next_cursor: str | None
 
@@ -146,7 +146,7 @@ class UploadOne(Shape):
 def _created(call: Call, body: dict[str, Any]) -> flask.Response:
     """201 with the new request, and where it is read from."""
     location = call.location(f"/{body['id']}")
-    return json_response(RequestOne.of({"request": body}), 201, location=location)
+    return json_response(SubmittedRequest.of({"request": body}), 201, location=location)
 
 
 def _form(call: Call) -> tuple[SubmitForm, bytes, str]:
@@ -192,7 +192,7 @@ def _form(call: Call) -> tuple[SubmitForm, bytes, str]:
     "/",
     form=SubmitForm,
     files=(("file", "application/pdf"),),
-    response=RequestOne,
+    response=SubmittedRequest,
     status=201,
     errors=(409, 429),
     summary="Upload a PDF for moderation (multipart/form-data: the file and its fields)",
@@ -404,7 +404,7 @@ class _Settled(Exception):
 @router.post(
     "/uploads/{upload_id}/complete",
     body=CompleteForm,
-    response=RequestOne,
+    response=SubmittedRequest,
     status=201,
     errors=(409,),
 )
@@ -561,7 +561,7 @@ def _refuse(
     raise error
 
 
-@router.get("/", query=ListQuery, response=RequestPage)
+@router.get("/", query=ListQuery, response=SubmittedRequestPage)
 def list_requests(call: Call) -> flask.Response:
     """The caller's own requests, newest first."""
     query = call.query(ListQuery)
@@ -570,10 +570,12 @@ def list_requests(call: Call) -> flask.Response:
         requests, next_cursor = submissions.list_user_requests(
             session, user_id=user.id, status=query.status, limit=query.limit, cursor=query.cursor
         )
-    return json_response(RequestPage.of({"requests": requests, "next_cursor": next_cursor}))
+    return json_response(
+        SubmittedRequestPage.of({"requests": requests, "next_cursor": next_cursor})
+    )
 
 
-@router.get("/{request_id}", response=RequestOne)
+@router.get("/{request_id}", response=SubmittedRequest)
 def get_request(call: Call) -> flask.Response:
     """One of the caller's own requests (another user's is 404)."""
     request_id = call.path_id("request_id")
@@ -582,7 +584,7 @@ def get_request(call: Call) -> flask.Response:
         found = submissions.get_user_request(session, user_id=user.id, request_id=request_id)
         if found is None:
             raise NotFound("no such request")
-        return json_response(RequestOne.of({"request": submissions.request_to_json(*found)}))
+        return json_response(SubmittedRequest.of({"request": submissions.request_to_json(*found)}))
 
 
 @router.delete("/{request_id}", status=204, errors=(409,))
