@@ -232,6 +232,8 @@ def test_dev_serves_every_function_and_stops_cleanly(data_dir: Path) -> None:
         )
         assert submitted.status_code == 201, submitted.text
         request_id = submitted.json()["request"]["id"]
+        # Under the stack's /submit mount, as behind the load balancer.
+        assert submitted.headers["Location"] == f"/submit/{request_id}"
         approved = requests.post(
             f"{stack.url}/moderate/actions",
             headers={"Authorization": f"Bearer {stack.tokens['admin']}"},
