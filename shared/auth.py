@@ -28,7 +28,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
-import jwt
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -40,6 +39,7 @@ from shared.fields import SingleLineText
 
 if TYPE_CHECKING:
     import flask
+    import jwt
     from sqlalchemy.orm import Session
 
     from shared.config import Settings
@@ -114,9 +114,9 @@ class KeySet:
         retry_seconds: float = RETRY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # PyJWKClient only for the request (http(s) only, no redirects, timeout);
-        # the caching is done here, because its cache drops keys on a failed refresh.
-        self._client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=timeout)
+        self.url = url
+        self.timeout = timeout
+        self._client: jwt.PyJWKClient | None = None
         self.lifespan = lifespan
         self.unknown_kid_interval = unknown_kid_interval
         self.retry_seconds = retry_seconds
@@ -180,6 +180,12 @@ class KeySet:
             self._lock.release()
 
     def _fetch(self) -> dict[str, jwt.PyJWK]:
+        import jwt
+
+        if self._client is None:
+            # PyJWKClient only for the request (http(s) only, no redirects, timeout);
+            # the caching is done here, because its cache drops keys on a failed refresh.
+            self._client = jwt.PyJWKClient(self.url, cache_jwk_set=False, timeout=self.timeout)
         data = self._client.fetch_data()
         if not isinstance(data, dict):
             raise jwt.PyJWKClientError("the JWKS is not a JSON object")
@@ -206,6 +212,9 @@ class Authenticator:
 
     def verify(self, token: str) -> dict[str, Any]:
         """The token's claims, or ``Unauthorized`` saying why not."""
+        # jwt and cryptography (~30 ms) load with the first token, not at start.
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
