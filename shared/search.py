@@ -38,6 +38,8 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,8 +98,12 @@ _DOCUMENT_FREQUENCIES = text(
     "FROM unnest(CAST(:terms AS text[])) WITH ORDINALITY AS t(term, position) "
     "ORDER BY position"
 )
+# The planner's row estimate (free), or a count while the table was never
+# analysed (reltuples is -1 until then, and IDF would rank by nothing).
 _CHUNK_ESTIMATE = text(
-    "SELECT reltuples FROM pg_class WHERE oid = CAST('material_chunks' AS regclass)"
+    "SELECT CASE WHEN reltuples >= 0 THEN reltuples "
+    "ELSE (SELECT count(*) FROM material_chunks) END "
+    "FROM pg_class WHERE oid = CAST('material_chunks' AS regclass)"
 )
 
 
@@ -148,11 +154,72 @@ def _unfiltered(filters: SearchFilters) -> bool:
     return filters == SearchFilters()
 
 
-def _vector_plan(session: Session, filters: SearchFilters) -> str:
+def vector_plan(session: Session, filters: SearchFilters) -> str:
     """ "exact" when few chunks pass the filters, else "index"."""
     if _unfiltered(filters):
         return "index"
     return "exact" if _filtered_chunks(session, filters) <= EXACT_CHUNKS else "index"
+
+
+def vector_statement(
+    vector: list[float], model: str, filters: SearchFilters, candidates: int, plan: str
+) -> Select[Any]:
+    """The vector arm's query, nearest first; ``plan`` is "index" or "exact"."""
+    distance: ColumnElement[Any] = MaterialChunk.embedding.cosine_distance(vector)
+    if plan == "exact":
+        # "+ 0" makes the order an expression the HNSW index cannot serve, so
+        # the filters' indexes pick the rows and every distance is exact.
+        distance = distance + literal(0.0, Float)
+    labelled = distance.label("distance")
+    statement = _filtered(
+        select(
+            MaterialChunk.id,
+            MaterialChunk.material_id,
+            MaterialChunk.chunk_index,
+            Material.title,
+            labelled,
+        ).where(MaterialChunk.embedding_model == model),
+        filters,
+    )
+    # Ordered by the label: the distance is computed once per row, and the
+    # query vector is sent once.
+    return statement.order_by(labelled).limit(candidates)
+
+
+@contextmanager
+def steered(session: Session, plan: str, ef_search: int) -> Iterator[None]:
+    """Planner settings for the vector arm's one statement, reset after it.
+
+    For the index plan, sequential scans and explicit sorts are off, which
+    leaves the HNSW index's order as the only way to rank: with a filter
+    holding a few percent of the chunks the planner otherwise reads every
+    chunk's row (or every filtered chunk's vector) and sorts, pricing the
+    heap without the vectors, which live out of line (TOAST).
+    ``set_config(..., true)`` keeps every setting inside this transaction,
+    and both are switched back on right after the statement, so the
+    statements after it are planned as usual.
+    """
+    if plan != "index":
+        yield
+        return
+    session.execute(
+        text(
+            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+            "set_config('hnsw.ef_search', :ef_search, true), "
+            "set_config('enable_seqscan', 'off', true), "
+            "set_config('enable_sort', 'off', true)"
+        ),
+        {"ef_search": str(ef_search)},
+    )
+    try:
+        yield
+    finally:
+        session.execute(
+            text(
+                "SELECT set_config('enable_seqscan', 'on', true), "
+                "set_config('enable_sort', 'on', true)"
+            )
+        )
 
 
 def _vector_arm(
@@ -163,39 +230,9 @@ def _vector_arm(
     candidates: int,
     ef_search: int,
 ) -> list[uuid.UUID]:
-    plan = _vector_plan(session, filters)
-    distance = MaterialChunk.embedding.cosine_distance(vector)
-    if plan == "exact":
-        # "+ 0" makes the order an expression the HNSW index cannot serve, so
-        # the filters' indexes pick the rows and every distance is exact.
-        order: ColumnElement[Any] = distance + literal(0.0, Float)
-    else:
-        order = distance
-        # Scoped to this transaction: only the vector arm's statement runs
-        # with the planner steered to the index (enable_seqscan is reset below).
-        session.execute(
-            text(
-                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                "set_config('hnsw.ef_search', :ef_search, true), "
-                "set_config('enable_seqscan', 'off', true)"
-            ),
-            {"ef_search": str(ef_search)},
-        )
-    statement = _filtered(
-        select(
-            MaterialChunk.id,
-            MaterialChunk.material_id,
-            MaterialChunk.chunk_index,
-            Material.title,
-            distance.label("distance"),
-        ).where(MaterialChunk.embedding_model == model),
-        filters,
-    )
-    try:
-        rows = list(session.execute(statement.order_by(order).limit(candidates)))
-    finally:
-        if plan == "index":
-            session.execute(text("SELECT set_config('enable_seqscan', 'on', true)"))
+    plan = vector_plan(session, filters)
+    with steered(session, plan, ef_search):
+        rows = list(session.execute(vector_statement(vector, model, filters, candidates, plan)))
     # Equal distances (the same text in two files) go by the stable key the
     # lexical arm uses too, so the fused order is the same on every run.
     rows.sort(key=lambda row: (row.distance, row.title, str(row.material_id), row.chunk_index))
