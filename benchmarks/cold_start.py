@@ -88,7 +88,8 @@ imported = time.perf_counter()
 first = None
 if method:
     client = app.test_client()
-    response = client.open(path, method=method, headers={"Authorization": "Bearer " + os.environ["BENCH_TOKEN"]})
+    token = os.environ["BENCH_TOKEN"]
+    response = client.open(path, method=method, headers={"Authorization": "Bearer " + token})
     if not 200 <= response.status_code < 300:
         raise SystemExit(f"{target} {path}: {response.status_code} {response.get_data()[:300]!r}")
     first = (time.perf_counter() - start) * 1000
