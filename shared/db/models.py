@@ -509,9 +509,14 @@ class MaterialChunk(Base):
     created_at: Mapped[Timestamp]
     # Full-text side of hybrid search. The 'simple' configuration (lower-case
     # words, no stemming, no stop words) because materials come in several
-    # languages; meaning across word forms is the vector side's job.
+    # languages (shared.search_terms reads the query per language). < and >
+    # become spaces first: the parser would read "<...>" as a tag and drop
+    # the words inside (migration 0011).
     search_vector: Mapped[Any] = mapped_column(
-        TSVECTOR, Computed("to_tsvector('simple'::regconfig, content)", persisted=True)
+        TSVECTOR,
+        Computed(
+            "to_tsvector('simple'::regconfig, translate(content, '<>', '  '))", persisted=True
+        ),
     )
 
 
