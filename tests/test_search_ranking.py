@@ -148,3 +148,14 @@ def test_arms_must_be_known(sessions: sessionmaker[Session]) -> None:
             limit=1,
             arms=frozenset({"bm25"}),
         )
+
+
+def test_words_around_angle_brackets_are_indexed(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        course = make_course(session)
+        material = _material(
+            session, course, "Pointers", ["Follow node->successor while i<count, see <manual>."]
+        )
+        for word in ("node", "successor", "count", "manual"):
+            results = _lexical(session, word, course.id)
+            assert [r["material_id"] for r in results] == [material], word
