@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 LOCK := requirements.lock
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install lock dev test lint typecheck pytest package clean
+.PHONY: install lock dev test lint typecheck pytest package bench clean
 
 install: $(STAMP)
 
@@ -56,6 +56,11 @@ pytest: install
 	$(BIN)/pytest $(ARGS)
 
 test: lint typecheck pytest
+
+# Every benchmark in benchmarks/ in quick mode (under 10 minutes), with the
+# load beside each figure; timing stays out of `make test`.
+bench: install
+	$(BIN)/python -m benchmarks.bench $(ARGS)
 
 # Deployable sources, one folder and zip per function, under build/functions/.
 package: install
