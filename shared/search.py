@@ -78,7 +78,11 @@ __all__ = [
 ARMS = frozenset({"lexical", "vector"})
 RRF_K = 60
 CANDIDATES = 40
-EF_SEARCH = 100
+# The HNSW beam. Measured at 100k chunks (benchmarks/search_recall.py): a query
+# between two topics needs a beam wider than the dense cluster it lands in to
+# see the other; 600 gave recall@10 0.95 (m=16) / 1.00 (m=32) where 100 gave
+# 0.78 / 0.93, at p95 13-14 ms for the arm.
+EF_SEARCH = 600
 # Below this many chunks under the filters, exact distances beat the index.
 EXACT_CHUNKS = 2000
 BM25_K1 = 1.2
@@ -379,7 +383,7 @@ def search(
         raise ValueError(f"arms must be a non-empty subset of {sorted(ARMS)}, got {sorted(arms)}")
     # A page can hold several matching chunks, collapsed into one result.
     candidates = max(CANDIDATES, 4 * limit)
-    ef_search = max(EF_SEARCH, candidates)
+    ef_search = min(max(EF_SEARCH, candidates), 1000)  # 1000: pgvector's maximum
     vector_ids = (
         _vector_arm(session, query_vector, model, filters, candidates, ef_search)
         if "vector" in arms
