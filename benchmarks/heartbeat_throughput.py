@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         [sys.executable, "-c", SERVER, str(code), name, str(ports[variant])],
                         env={**env, "BENCH_PREPARED": prepared},
                         stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
                     )
                 )
             for port in ports.values():
