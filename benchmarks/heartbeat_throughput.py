@@ -49,7 +49,7 @@ sys.path.insert(0, sys.argv[1])
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 if os.environ.get("BENCH_PREPARED") == "1":
     import shared.reading
-    from shared.db.dialect import PREPARED
+    from shared.db.engine import PREPARED
     shared.reading._BEAT = shared.reading._BEAT.execution_options(**PREPARED)
 from functions_framework import create_app
 from werkzeug.serving import make_server

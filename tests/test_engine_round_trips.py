@@ -17,8 +17,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 
 from shared.config import Settings
-from shared.db.dialect import PREPARED
-from shared.db.engine import build_engine
+from shared.db.engine import PREPARED, build_engine
 from shared.db.outage import is_unavailable
 from tests.tcp_faults import PostgresProxy
 

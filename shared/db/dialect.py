@@ -32,11 +32,10 @@ from typing import Any
 
 from sqlalchemy.dialects.postgresql.pg8000 import PGDialect_pg8000
 
-__all__ = ["PREPARED", "LecternPg8000Dialect"]
+from shared.db.engine import PREPARED
 
-# Execution options that prepare a statement once per connection:
-# ``text(...).execution_options(**PREPARED)``.
-PREPARED = {"prepared": True}
+__all__ = ["PREPARED", "LecternPg8000Dialect"]  # PREPARED re-exported from shared.db.engine
+
 # Where a connection keeps its prepared statements (the pool's per-connection
 # ``info``, which is emptied when the connection is replaced).
 _CACHE_KEY = "lectern_prepared_statements"
@@ -72,7 +71,8 @@ class LecternPg8000Dialect(PGDialect_pg8000):
             raw.execute_simple("rollback")
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        if context is None or not context.execution_options.get("prepared") or not parameters:
+        options = {} if context is None else context.execution_options
+        if not parameters or any(options.get(key) != value for key, value in PREPARED.items()):
             cursor.execute(statement, parameters)
             return
         fairy = context.root_connection.connection

@@ -52,7 +52,14 @@ if TYPE_CHECKING:
 
     from shared.config import Settings
 
-__all__ = ["build_engine", "dispose_engine", "get_engine", "server_settings", "transaction"]
+__all__ = [
+    "PREPARED",
+    "build_engine",
+    "dispose_engine",
+    "get_engine",
+    "server_settings",
+    "transaction",
+]
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -62,6 +69,9 @@ _connector: Any = None
 # pg8000 with fewer round trips per transaction (shared/db/dialect.py),
 # imported when the first engine is built.
 DRIVER = "postgresql+lectern_pg8000"
+# Execution options that prepare a statement once per connection
+# (``text(...).execution_options(**PREPARED)``; shared/db/dialect.py says when).
+PREPARED = {"prepared": True}
 
 
 def server_settings(settings: Settings, *, migrations: bool = False) -> dict[str, str]:
