@@ -17,6 +17,9 @@ What a request's transaction costs on the wire, before and after:
   invalidated by the engine's ``handle_error``.
 - **COMMIT and ROLLBACK in one round trip.** pg8000 sends them with the
   extended protocol in three (parse, describe, execute, each waited for).
+- **Every statement with parameters in one round trip.** pg8000 waits
+  after parse and after describe; here parse, describe, bind, execute and
+  sync go out together (as libpq sends them) and the replies are read once.
 - **Prepared statements, once per connection, on request.** A statement
   whose execution options carry ``prepared=True`` is parsed (and described)
   once per connection and afterwards executed by name: one round trip, no
@@ -71,36 +74,78 @@ class LecternPg8000Dialect(PGDialect_pg8000):
             raw.execute_simple("rollback")
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        options = {} if context is None else context.execution_options
-        if not parameters or any(options.get(key) != value for key, value in PREPARED.items()):
+        if not parameters or context is None:
             cursor.execute(statement, parameters)
             return
+        from pg8000.converters import make_params  # type: ignore[import-untyped]
+
         fairy = context.root_connection.connection
         raw = fairy.dbapi_connection
         if not raw._in_transaction and not raw.autocommit:
             raw.execute_simple("begin transaction")
-        cache: dict[str, tuple[Any, ...]] = fairy.info.setdefault(_CACHE_KEY, {})
-        prepared = cache.get(statement)
-        if prepared is None:
-            if len(cache) >= MAX_PREPARED:
-                cursor.execute(statement, parameters)
-                return
-            from pg8000.dbapi import convert_paramstyle  # type: ignore[import-untyped]
-
-            numbered, _ = convert_paramstyle("format", statement, parameters)
-            name, columns, input_funcs = raw.prepare_statement(numbered, oids=())
-            prepared = cache[statement] = (name, columns, input_funcs, numbered)
-        from pg8000.converters import make_params  # type: ignore[import-untyped]
-
-        name, columns, input_funcs, numbered = prepared
-        result = raw.execute_named(
-            name, make_params(raw.py_types, parameters), columns, input_funcs, numbered
-        )
+        params = make_params(raw.py_types, parameters)
+        options = context.execution_options
+        if all(options.get(key) == value for key, value in PREPARED.items()):
+            result = _execute_prepared(fairy, raw, statement, parameters, params)
+        else:
+            result = _execute_pipelined(raw, _numbered(statement, parameters), params)
         # What pg8000's Cursor.execute leaves behind, so fetching works as usual.
         cursor._context = result
         cursor._row_iter = None if result.rows is None else iter(result.rows)
         cursor._input_oids = ()
         cursor.input_types = []
+
+
+# SQL with %s placeholders -> with $1, $2 ... (pg8000's scanner, run once per text).
+_NUMBERED: dict[str, str] = {}
+# Distinct statements remembered; IN-lists of many lengths must not grow it forever.
+_NUMBERED_LIMIT = 512
+
+
+def _numbered(statement: str, parameters: Any) -> str:
+    numbered = _NUMBERED.get(statement)
+    if numbered is None:
+        from pg8000.dbapi import convert_paramstyle  # type: ignore[import-untyped]
+
+        numbered, _ = convert_paramstyle("format", statement, parameters)
+        if len(_NUMBERED) < _NUMBERED_LIMIT:
+            _NUMBERED[statement] = numbered
+    return numbered
+
+
+def _execute_pipelined(raw: Any, numbered: str, params: Any) -> Any:
+    """Parse, describe, bind and execute the unnamed statement, then one Sync.
+
+    pg8000 waits for the server after parse and after describe: three round
+    trips for every statement. The protocol allows sending all of it at once
+    (as libpq does); the replies arrive in order and pg8000's handlers fill
+    one context from them (columns from the description before the rows).
+    An error anywhere makes the server skip to the Sync and report it once.
+    """
+    from pg8000.core import NULL_BYTE, SYNC_MSG, Context, _flush, _write  # type: ignore[import-untyped]
+
+    context = Context(numbered)
+    raw.send_PARSE(NULL_BYTE, numbered, ())
+    raw.send_DESCRIBE_STATEMENT(NULL_BYTE)
+    raw.send_BIND(NULL_BYTE, params)
+    raw.send_EXECUTE()
+    _write(raw._sock, SYNC_MSG)
+    _flush(raw._sock)
+    raw.handle_messages(context)
+    return context
+
+
+def _execute_prepared(fairy: Any, raw: Any, statement: str, parameters: Any, params: Any) -> Any:
+    cache: dict[str, tuple[Any, ...]] = fairy.info.setdefault(_CACHE_KEY, {})
+    prepared = cache.get(statement)
+    if prepared is None:
+        numbered = _numbered(statement, parameters)
+        if len(cache) >= MAX_PREPARED:
+            return _execute_pipelined(raw, numbered, params)
+        name, columns, input_funcs = raw.prepare_statement(numbered, oids=())
+        prepared = cache[statement] = (name, columns, input_funcs, numbered)
+    name, columns, input_funcs, numbered = prepared
+    return raw.execute_named(name, params, columns, input_funcs, numbered)
 
 
 def _dead_connection(error: BaseException) -> bool:
