@@ -181,3 +181,48 @@ def test_a_prepared_statement_survives_a_replaced_connection(
     with lectern_engine.begin() as connection:
         assert connection.execute(statement, {"a": 2, "b": 2, "label": "b"}).one().total == 4
         assert connection.scalar(PREPARED_COUNT) == 1
+
+
+def _round_trips(connection: Any) -> list[int]:
+    """Counts the driver's waits for the server (one per round trip) from now on."""
+    raw = connection.connection.dbapi_connection
+    waits = [0]
+    original = raw.handle_messages
+
+    def counted(context: Any) -> Any:
+        waits[0] += 1
+        return original(context)
+
+    raw.handle_messages = counted
+    return waits
+
+
+def test_a_statement_with_parameters_is_one_round_trip(lectern_engine: Engine) -> None:
+    with lectern_engine.connect() as connection:
+        connection.execute(PID)  # BEGIN has been sent
+        waits = _round_trips(connection)
+        row = connection.execute(ADD, {"a": 2, "b": 3, "label": "five"}).one()
+        assert (row.total, row.label) == (5, "five")
+        assert waits == [1]  # pg8000 alone waits three times: parse, describe, execute
+        connection.commit()
+        assert waits == [2]  # COMMIT: one more
+
+
+def test_errors_of_a_pipelined_statement_are_the_servers(lectern_engine: Engine) -> None:
+    from sqlalchemy.exc import DatabaseError
+
+    from shared.db.outage import is_unavailable, sqlstate
+
+    with lectern_engine.connect() as connection:
+        # The same class pg8000's own path raises: a server error is its DatabaseError.
+        with pytest.raises(DatabaseError) as syntax:
+            connection.execute(text("SELEC :a"), {"a": 1})
+        assert sqlstate(syntax.value) == "42601"
+        assert not is_unavailable(syntax.value)
+        connection.rollback()
+        with pytest.raises(DatabaseError) as conversion:
+            connection.execute(text("SELECT CAST(:a AS int)"), {"a": "not a number"})
+        assert sqlstate(conversion.value) == "22P02"
+        connection.rollback()
+        # The connection is in step with the server afterwards.
+        assert connection.execute(ADD, {"a": 1, "b": 1, "label": "ok"}).one().total == 2
