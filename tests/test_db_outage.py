@@ -36,7 +36,7 @@ SHORT = {
     "DB_LOCK_TIMEOUT_MS": "300",
     "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": "2000",
 }
-# Worst case with SHORT: a pre-ping that times out (1 s), then a reconnect
+# Worst case with SHORT: a BEGIN that times out (1 s; not retried), or a reconnect
 # that times out (1 s); the rest is slack for a loaded 2-core machine.
 BOUND_S = 5.0
 TASK = {"title": "outage probe", "date": "2026-05-04", "start_hour": 9, "duration": 1}

@@ -21,7 +21,7 @@ provokes each through a TCP proxy in front of a real server):
   an ``OSError``), wrapped by SQLAlchemy with ``connection_invalidated``.
 - A socket timeout or reset on the *first* read of a reply escapes pg8000
   unwrapped: a bare ``TimeoutError`` / ``ConnectionResetError`` (an
-  ``OSError``), also from the pool's pre-ping and from a connect handshake.
+  ``OSError``), also from a transaction's BEGIN and from a connect handshake.
   Such an ``OSError`` counts only if it came out of the driver or the Cloud
   SQL connector, so a network error elsewhere is not called a database outage.
 - A pool that stayed empty for ``DB_POOL_TIMEOUT_S`` is SQLAlchemy's
