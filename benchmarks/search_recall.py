@@ -466,6 +466,9 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[list[Any], list[Any],
             with engine.begin() as connection:
                 queries = held_out_queries(connection, args.queries, seed, words)
             recall = recall_table(engine, queries, args.ef)
+            for row in recall:  # as measured: a later failure does not lose them
+                rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+                print(f"  {json.dumps(rounded)}", flush=True)
             latency = request_latency(url, queries, Path(directory))
             found_plans = plans(engine, queries[0])
             if args.alternative_index:
