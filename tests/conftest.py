@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -301,6 +302,12 @@ def function_client(function_env: dict[str, str]) -> Iterator[Callable[[str], An
     reset_embedder()
 
     def build(name: str) -> Any:
+        # Flask finds an app's root through a module of the target's name; the repo's
+        # catalog/ folder is a namespace package of that name once anything has
+        # imported it, and a namespace package has no file to root at.
+        imported = sys.modules.get(name)
+        if imported is not None and getattr(imported, "__file__", None) is None:
+            del sys.modules[name]
         app = create_app(name, str(REPO / "functions" / name / "main.py"))
         app.test_client_class = checked_client_class()
         return app.test_client()

