@@ -11,37 +11,21 @@ counts them.
 from __future__ import annotations
 
 import datetime as dt
-import re
-from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from shared import leaderboard, reading, users
 from shared.db.models import User as UserRow
+from shared.fields import TimeZone
 from shared.responses import Shape, Task, User
 
-__all__ = ["COURSES", "RECENT", "Dashboard", "DashboardQuery", "TimeZone", "dashboard"]
+__all__ = ["COURSES", "RECENT", "Dashboard", "DashboardQuery", "dashboard"]
 
 # The home screen shows the latest few; /heartbeat/progress and /heartbeat/recent have the rest.
 COURSES = 20
 RECENT = 10
-
-
-def _time_zone(value: str) -> str:
-    # IANA names only: letters, digits and _ + - /; zoneinfo refuses paths out of its tree.
-    if not re.fullmatch(r"[A-Za-z0-9_+\-/]{1,64}", value):
-        raise ValueError("must be an IANA time zone name such as Europe/Berlin")
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError("unknown time zone") from None
-    return value
-
-
-# Kept as the name (a plain string in the API's schema); ZoneInfo caches the lookup.
-TimeZone = Annotated[str, AfterValidator(_time_zone)]
 
 
 class DashboardQuery(BaseModel):

@@ -13,10 +13,18 @@ from __future__ import annotations
 import math
 import re
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, StringConstraints
 
-__all__ = ["MAX_DEPTH", "MAX_SAFE_INTEGER", "MultilineText", "SingleLineText", "checked_values"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_SAFE_INTEGER",
+    "MultilineText",
+    "SingleLineText",
+    "TimeZone",
+    "checked_values",
+]
 
 # Tab, line feed and carriage return (browsers send CRLF) are allowed in multiline text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -95,3 +103,18 @@ def checked_values(data: object) -> dict[str, str]:
                 ((*path, str(index)), item, depth + 1) for index, item in enumerate(value)
             )
     return errors
+
+
+def _time_zone(value: str) -> str:
+    # IANA names only: letters, digits and _ + - /; zoneinfo refuses paths out of its tree.
+    if not re.fullmatch(r"[A-Za-z0-9_+\-/]{1,64}", value):
+        raise ValueError("must be an IANA time zone name such as Europe/Berlin")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError("unknown time zone") from None
+    return value
+
+
+# Kept as the name (a plain string in the API's schema); ZoneInfo caches the lookup.
+TimeZone = Annotated[str, AfterValidator(_time_zone)]

@@ -102,13 +102,11 @@ _DOCUMENT_FREQUENCIES = text(
     "FROM unnest(CAST(:terms AS text[])) WITH ORDINALITY AS t(term, position) "
     "ORDER BY position"
 )
-# The planner's row estimate (free), or a count while the table was never
-# analysed (reltuples is -1 until then, and IDF would rank by nothing).
-_CHUNK_ESTIMATE = text(
-    "SELECT CASE WHEN reltuples >= 0 THEN reltuples "
-    "ELSE (SELECT count(*) FROM material_chunks) END "
-    "FROM pg_class WHERE oid = CAST('material_chunks' AS regclass)"
-)
+# The collection's size for IDF, exact: the planner's estimate (reltuples)
+# moves with autovacuum, and ranking with it, so two identical runs could
+# order results differently. One row per material, so the sum is cheap; the
+# pipeline keeps chunk_count equal to the material's chunk rows.
+_CHUNK_TOTAL = text("SELECT coalesce(sum(chunk_count), 0) FROM materials")
 
 
 @dataclass(frozen=True)
@@ -261,7 +259,7 @@ def _lexical_arm(
     frequencies = [
         int(count) for count in session.scalars(_DOCUMENT_FREQUENCIES, {"terms": queries})
     ]
-    total = max([float(session.scalar(_CHUNK_ESTIMATE) or 0), *frequencies, 1.0])
+    total = max([float(session.scalar(_CHUNK_TOTAL) or 0), *frequencies, 1.0])
     present = [
         (query, _idf(total, frequency))
         for query, frequency in zip(queries, frequencies, strict=True)

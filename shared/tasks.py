@@ -15,10 +15,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
-from shared.db.models import FileViewingSession, Material, UserTask
+from shared.db.models import Material, ReadingProgress, UserTask
 from shared.errors import Conflict
 from shared.planner import slots_of_task
 from shared.reading import required_seconds
@@ -136,18 +136,16 @@ def reading_left(session: Session, *, user_id: uuid.UUID, course_id: uuid.UUID) 
     """The course's published files the user has not completed, in the course's natural order.
 
     Natural order: academic year, material year, title (then id, for ties).
-    Credited seconds are the user's best session on the file: a session
-    resumed from earlier reading carries that reading in its own count, so a
-    sum over sessions would count it twice.
+    Credited seconds are the user's reading progress on the file, the one
+    count every session of theirs adds to (resume).
     """
     credited = (
         select(
-            FileViewingSession.file_id,
-            func.max(FileViewingSession.active_seconds).label("seconds"),
-            func.bool_or(FileViewingSession.is_complete).label("complete"),
+            ReadingProgress.file_id,
+            ReadingProgress.active_seconds.label("seconds"),
+            ReadingProgress.is_complete.label("complete"),
         )
-        .where(FileViewingSession.user_id == user_id)
-        .group_by(FileViewingSession.file_id)
+        .where(ReadingProgress.user_id == user_id)
         .subquery()
     )
     rows = session.execute(

@@ -283,3 +283,16 @@ def test_a_toy_router_is_described_from_its_declarations() -> None:
     assert "404" in removed
     assert undeclared(router.routes) == ["GET /loose"]
     assert doc["paths"]["/loose"]["get"]["x-lectern-undeclared"] is True
+
+
+def test_schema_names_are_unique_across_functions(documents: dict[str, dict[str, Any]]) -> None:
+    # The merged document would rename a clash to <function>_<Name>: a name the
+    # frontend's generated types should not have to know.
+    seen: dict[str, tuple[str, Any]] = {}
+    for function, document in documents.items():
+        for name, schema in document["components"]["schemas"].items():
+            if name in seen:
+                other, first = seen[name]
+                assert schema == first, f"{name}: {other} and {function} declare different shapes"
+            seen[name] = (function, schema)
+    assert "AnswerQuote" in documents["search"]["components"]["schemas"]

