@@ -5,7 +5,7 @@
 # code, but it is deployed without an event_trigger and fed by our own push
 # subscription (pubsub.tf), so that the subscription can have a dead-letter
 # topic; functions-framework turns the Pub/Sub push body into the
-# messagePublished CloudEvent the code expects. README.md explains why.
+# messagePublished CloudEvent the code expects. infra/README.md explains why.
 
 locals {
   # What each function is. tests/test_infra.py checks this table against the

@@ -1,5 +1,5 @@
 # Service accounts and every IAM grant. Each function runs as its own service
-# account holding only what its code uses (README.md has the table). Grants go
+# account holding only what its code uses (infra/README.md has the table). Grants go
 # on the narrowest resource that carries them: the bucket, the secret, the
 # topic, the subscription, the Cloud Run service, the service account itself.
 # Only the Cloud SQL connection roles are project-level (Cloud SQL has no

@@ -1,5 +1,5 @@
-# The materials bucket (pending/, rejected/ and published objects, see the
-# README's Storage section), its notifications to the ingestion topic, and the
+# The materials bucket (pending/, rejected/ and published objects, see
+# docs/architecture.md, Storage), its notifications to the ingestion topic, and the
 # bucket the function packages are uploaded to.
 
 resource "google_storage_bucket" "materials" {

@@ -16,7 +16,7 @@ terraform {
     }
   }
 
-  # State lives in a GCS bucket made once by hand (see README). The bucket and
+  # State lives in a GCS bucket made once by hand (infra/README.md, step 3). The bucket and
   # prefix are given at init: terraform init -backend-config=bucket=... -backend-config=prefix=...
   backend "gcs" {}
 }

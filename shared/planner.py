@@ -4,7 +4,7 @@ Pure functions over plain values (no database, no clock), so the HTTP handler
 feeds it what it read in one transaction and the property tests can drive it
 through thousands of calendars in a second.
 
-The rule (README, "tasks"):
+The rule (docs/frontend.md, "Study plans"):
 
 - Time is cut into half-hour slots; slot ``s`` of a day starts at ``s / 2``
   o'clock. A slot is usable on a day when it lies inside the study window

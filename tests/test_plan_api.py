@@ -73,7 +73,8 @@ def credit(
 def course_for(
     sessions: sessionmaker[Session], user_id: uuid.UUID
 ) -> tuple[uuid.UUID, dict[str, uuid.UUID]]:
-    """The README's course: three files left to read, one done, one hidden."""
+    """The frontend guide's course (docs/frontend.md, "Study plans"): three files
+    left to read, one done, one hidden."""
     with sessions.begin() as session:
         course = make_course(session, name="Linear Algebra")
         files = {

@@ -411,7 +411,7 @@ class _Settled(Exception):
 def complete_upload(call: Call) -> flask.Response:
     """Check the uploaded object as a multipart file, then make it a request.
 
-    The order of "Storage and database, in order" (README), with no
+    The order of "Storage and database, in order" (docs/architecture.md), with no
     transaction open while the bucket is called:
 
     1. a short transaction locks the upload: settled already → the same

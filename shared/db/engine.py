@@ -7,8 +7,8 @@ is imported only on that path because it costs ~660 ms at cold start.
 One engine per process, created on first use and reused by every request.
 
 Every connection is bounded so that a frozen or vanished database costs a
-request seconds, never the function's whole timeout (README, "Database
-timeouts"):
+request seconds, never the function's whole timeout (docs/operators.md,
+"Database timeouts"):
 
 - ``DB_CONNECT_TIMEOUT_S`` bounds opening a connection, TCP and the startup
   handshake included (pg8000's ``timeout`` while connecting; on the connector
