@@ -1,4 +1,4 @@
-"""A moderation call that outlives the sweep's cut-off, and a request edited mid-call.
+"""A moderation or upload call that outlives the sweep's cut-off, and a request edited mid-call.
 
 Cloud Run may resume a request's code after its timeout answered the client;
 such a call finds its copy's intent claimed by the sweep and must not commit a
@@ -15,9 +15,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import moderation
+from shared import moderation, submissions
 from shared.config import load_settings
 from shared.db.engine import transaction
 from shared.db.models import Course, FileRequest, Material
@@ -230,3 +231,48 @@ def test_reapproval_after_a_course_edit_moves_the_hidden_object(
         assert material.file_url.startswith(f"{second.name}/")
         assert material.file_url != first_name
     assert _names(bucket, request_id) == [material.file_url]
+
+
+def test_an_upload_that_outlived_the_sweep_cut_off_commits_nothing(
+    submit: Any,
+    user_token: Callable[..., Any],
+    courses: dict[str, Any],
+    sessions: sessionmaker[Session],
+    bucket: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sweep claims the upload's intent while its row is about to commit."""
+    settings = load_settings()
+    claimed: list[list[str]] = []
+    original = submissions.drop_intent
+
+    def stalled(session: Session, intent_id: uuid.UUID) -> bool:
+        # The call stalls here, past the cut-off; the sweep (its own transaction)
+        # counts the intent as abandoned, claims it and deletes the object.
+        report = sweep_objects(settings, Bucket(settings), older_than=timedelta(0))
+        claimed.append(report.deleted)
+        return original(session, intent_id)
+
+    monkeypatch.setattr(submissions, "drop_intent", stalled)
+    title = f"Stalled {uuid.uuid4().hex[:6]}"
+    response = submit.post(
+        "/",
+        data={
+            "course_id": str(courses["first"]),
+            "type_id": str(courses["type_id"]),
+            "lecturer_id": str(courses["lecturer_id"]),
+            "title": title,
+            "academic_year": "1",
+            "material_year": "2025",
+            "file": (io.BytesIO(make_pdf(2)), "stalled.pdf", "application/pdf"),
+        },
+        headers=user_token()[1],
+    )
+
+    assert response.status_code == 409, response.json
+    assert response.json["error"]["code"] == "conflict"
+    (deleted,) = claimed
+    assert deleted  # the upload's object, at least
+    with sessions.begin() as session:
+        assert session.scalar(select(FileRequest).where(FileRequest.title == title)) is None
+    assert not set(deleted) & {blob.name for blob in bucket.list_blobs()}

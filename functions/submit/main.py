@@ -257,7 +257,7 @@ def submit_file(call: Call) -> flask.Response:
                 size_bytes=len(data),
                 page_count=page_count,
             )
-            submissions.drop_intent(session, intent_id)
+            _keep_object(session, intent_id)
             body = submissions.request_to_json(request)
     except BaseException as error:
         # The row did not commit: the object must not outlive it.
@@ -269,6 +269,20 @@ def submit_file(call: Call) -> flask.Response:
         raise
     log.info("file submitted", extra={"file_request_id": str(request_id), "pages": page_count})
     return _created(call, body)
+
+
+def _keep_object(session: Session, intent_id: uuid.UUID) -> None:
+    """Drop the upload's intent, so the object stays with the row about to commit.
+
+    An intent already gone was claimed by the sweep: this call outlived
+    ``ABANDONED_AFTER`` and the object is deleted (or about to be), so the row
+    must not commit naming it.
+    """
+    if not submissions.drop_intent(session, intent_id):
+        raise Conflict(
+            "this upload took too long and its copy was cleaned up; upload the file again",
+            code="conflict",
+        )
 
 
 def _insert_request(
@@ -497,7 +511,7 @@ def complete_upload(call: Call) -> flask.Response:
                 size_bytes=checked.size,
                 page_count=checked.page_count,
             )
-            submissions.drop_intent(session, intent_id)
+            _keep_object(session, intent_id)
             cleanup_id = uploads.mark_completed(session, upload, request_id, clock.now())
             body = submissions.request_to_json(request)
     except BaseException as error:
