@@ -159,7 +159,13 @@ def load(connection: Any, chunks: int, seed: int, words: list[str]) -> None:
     )
 
 
-def build_index(engine: Engine, m: int = 16, ef_construction: int = 64) -> float:
+def build_index(engine: Engine, m: int | None = None, ef_construction: int | None = None) -> float:
+    """(Re)build the HNSW index, by default with production's parameters; seconds taken."""
+    from shared.db.models import HNSW_PARAMETERS
+
+    m = HNSW_PARAMETERS["m"] if m is None else m
+    if ef_construction is None:
+        ef_construction = HNSW_PARAMETERS["ef_construction"]
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("SET maintenance_work_mem = '2GB'"))
         connection.execute(text("SET max_parallel_maintenance_workers = 1"))
@@ -502,7 +508,7 @@ def main() -> None:
     parser.add_argument(
         "--alternative-index",
         metavar="M,EF_CONSTRUCTION",
-        help="after measuring the production index (m=16, ef_construction=64), rebuild it "
+        help="after measuring the production index (shared.db.models.HNSW_PARAMETERS), rebuild it "
         "with these and measure recall again",
     )
     parser.add_argument(

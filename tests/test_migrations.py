@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from shared.db.models import Base
+from shared.db.models import HNSW_PARAMETERS, Base
 from shared.migrate import downgrade, upgrade
 
 
@@ -58,7 +58,7 @@ def test_downgrade_base_removes_everything_and_upgrade_again_works(
         engine.dispose()
 
 
-def test_hnsw_index_uses_cosine_ops_with_the_seed_parameters(engine: object) -> None:
+def test_hnsw_index_uses_cosine_ops_with_the_tuned_parameters(engine: object) -> None:
     from sqlalchemy.engine import Engine
 
     assert isinstance(engine, Engine)
@@ -70,8 +70,9 @@ def test_hnsw_index_uses_cosine_ops_with_the_seed_parameters(engine: object) -> 
     assert definition is not None
     assert "USING hnsw" in definition
     assert "halfvec_cosine_ops" in definition
-    assert "m='16'" in definition
-    assert "ef_construction='64'" in definition
+    assert f"m='{HNSW_PARAMETERS['m']}'" in definition
+    assert f"ef_construction='{HNSW_PARAMETERS['ef_construction']}'" in definition
+    assert HNSW_PARAMETERS == {"m": 32, "ef_construction": 128}  # 0017
 
 
 def test_quotes_are_seeded_with_authors(engine: object) -> None:

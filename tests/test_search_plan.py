@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from shared import search as data
+from shared.db.models import HNSW_PARAMETERS
 
 MODEL = "plan-test"
 CHUNKS_PER_MATERIAL = 10
@@ -75,7 +76,8 @@ def corpus(sessions: sessionmaker[Session]) -> dict[str, Any]:
         "WHERE k >= 0 AND p.n >= 0)::vector)::halfvec, :model, k / 2 + 1 "
         "FROM plan_materials p, generate_series(0, :per - 1) k",
         "CREATE INDEX ix_material_chunks_embedding_hnsw ON material_chunks "
-        "USING hnsw (embedding halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)",
+        "USING hnsw (embedding halfvec_cosine_ops) "
+        "WITH (m = {m}, ef_construction = {ef_construction})".format(**HNSW_PARAMETERS),
     ]
     values = {"materials": MATERIALS, "per": CHUNKS_PER_MATERIAL, "model": MODEL}
     with sessions.begin() as session:

@@ -1,4 +1,7 @@
-"""Placeholder for the performance work (filled in by its change).
+"""Reserved for the performance work, which needed no schema change.
+
+Kept (empty) because databases may already record it; the HNSW graph's
+parameters change in 0017.
 
 Revision ID: 0016
 Revises: 0015
