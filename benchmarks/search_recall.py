@@ -1,7 +1,7 @@
 """Vector recall and whole-request latency of POST /search/ at 100k chunks, over several seeds.
 
     .venv/bin/python -m benchmarks.search_recall [--chunks 100000] [--queries 60]
-        [--seeds 1,2,3] [--ef 40,100,200,400] [--quick]
+        [--seeds 1,2,3] [--ef 40,100,200,400] [--quick] [--data-dir DIR]
 
 Data (per seed, in a fresh embedded PostgreSQL): ``--chunks`` chunks in 2000
 materials of 100 courses in 10 majors; 1536-dimension unit vectors clustered
@@ -188,6 +188,9 @@ def held_out_queries(
 ) -> list[dict[str, Any]]:
     """Half near one topic, half between two; each with a course and a major to filter by."""
     generator = random.Random(seed * 7 + 1)
+    # The noise is drawn by random() in PostgreSQL: seeded, so that a kept
+    # database gives the same held-out queries on every run.
+    connection.execute(text("SELECT setseed(:s)"), {"s": ((seed * 7 + 1) % 1000) / 1000})
     courses = [
         str(row[0]) for row in connection.execute(text("SELECT id FROM courses ORDER BY code"))
     ]
@@ -452,23 +455,37 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[list[Any], list[Any],
     from shared.migrate import upgrade
 
     with tempfile.TemporaryDirectory() as directory:
-        server = start_postgres(Path(directory) / "pg", delete_on_exit=True)
+        # --data-dir keeps each seed's database between runs (a 100k build takes
+        # 10-20 min); later migrations are applied to a kept one on reuse.
+        kept = args.data_dir is not None
+        pgdata = (
+            Path(args.data_dir) / f"chunks-{args.chunks}-seed-{seed}"
+            if kept
+            else Path(directory) / "pg"
+        )
+        server = start_postgres(pgdata, delete_on_exit=not kept)
         url = create_database(server, "bench")
         engine = create_engine(url)
         try:
             with engine.begin() as connection:
                 upgrade(connection)
+                loaded_before = connection.scalar(
+                    text("SELECT count(*) FROM materials WHERE chunk_count > 0")
+                )
             words = vocabulary(random.Random(seed))
-            started = time.perf_counter()
-            with engine.begin() as connection:
-                load(connection, args.chunks, seed, words)
-            loaded = time.perf_counter() - started
-            built = build_index(engine)
-            print(
-                f"seed {seed}: {args.chunks} chunks loaded in {loaded:.0f} s, "
-                f"HNSW built in {built:.0f} s (load {load_average()})",
-                flush=True,
-            )
+            if loaded_before:
+                print(f"seed {seed}: reusing the database in {pgdata}", flush=True)
+            else:
+                started = time.perf_counter()
+                with engine.begin() as connection:
+                    load(connection, args.chunks, seed, words)
+                loaded = time.perf_counter() - started
+                built = build_index(engine)
+                print(
+                    f"seed {seed}: {args.chunks} chunks loaded in {loaded:.0f} s, "
+                    f"HNSW built in {built:.0f} s (load {load_average()})",
+                    flush=True,
+                )
             with engine.begin() as connection:
                 queries = held_out_queries(connection, args.queries, seed, words)
             recall = recall_table(engine, queries, args.ef)
@@ -477,6 +494,8 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[list[Any], list[Any],
                 print(f"  {json.dumps(rounded)}", flush=True)
             latency = request_latency(url, queries, Path(directory))
             found_plans = plans(engine, queries[0])
+            if args.alternative_index and kept:
+                raise SystemExit("--alternative-index rebuilds the graph: not with --data-dir")
             if args.alternative_index:
                 m, ef_construction = (int(v) for v in args.alternative_index.split(","))
                 built = build_index(engine, m, ef_construction)
@@ -513,6 +532,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--quick", action="store_true", help="10k chunks, 30 queries, one seed (under 2 min)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="keep each seed's database under DIR and reuse it on the next run "
+        "(same --chunks and seed)",
     )
     args = parser.parse_args()
     if args.quick:

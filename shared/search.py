@@ -48,14 +48,14 @@ from sqlalchemy import (
     Float,
     Select,
     String,
+    cast,
     func,
     literal,
     literal_column,
-    over,
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, REAL
+from sqlalchemy.dialects.postgresql import ARRAY, REAL, TSQUERY
 from sqlalchemy.orm import Session
 
 from shared.db.models import Course, Material, MaterialChunk, MaterialType
@@ -96,17 +96,22 @@ SNIPPET_WORDS = 40
 _RANK_WEIGHTS = literal([1.0, 1.0, 1.0, 1.0], ARRAY(REAL))
 _RANK_SCALE = math.pi**2 / 6
 
-_DOCUMENT_FREQUENCIES = text(
-    "SELECT (SELECT count(*) FROM material_chunks "
-    "WHERE search_vector @@ to_tsquery('simple', term)) "
-    "FROM unnest(CAST(:terms AS text[])) WITH ORDINALITY AS t(term, position) "
+# One statement for the collection statistics: each term as PostgreSQL reads
+# it (sent back as tsquery text, so the scoring statement can take it as a
+# constant instead of parsing it again on every row), the number of chunks
+# holding it (through the GIN index), and the collection's size, exact: the
+# planner's estimate (reltuples) moves with autovacuum, and ranking with it,
+# so two identical runs could order results differently. The size is one row
+# per material, so its sum is cheap; the pipeline keeps chunk_count equal to
+# the material's chunk rows.
+_TERM_STATISTICS = text(
+    "SELECT CAST(query AS text) AS query, "
+    "(SELECT count(*) FROM material_chunks WHERE search_vector @@ query) AS frequency, "
+    "(SELECT coalesce(sum(chunk_count), 0) FROM materials) AS total "
+    "FROM unnest(CAST(:terms AS text[])) WITH ORDINALITY AS t(term, position), "
+    "LATERAL to_tsquery('simple', term) AS query "
     "ORDER BY position"
 )
-# The collection's size for IDF, exact: the planner's estimate (reltuples)
-# moves with autovacuum, and ranking with it, so two identical runs could
-# order results differently. One row per material, so the sum is cheap; the
-# pipeline keeps chunk_count equal to the material's chunk rows.
-_CHUNK_TOTAL = text("SELECT coalesce(sum(chunk_count), 0) FROM materials")
 
 
 @dataclass(frozen=True)
@@ -255,69 +260,102 @@ def _lexical_arm(
     much as the rare word that names the topic; without length normalisation
     a long chunk would win by holding more of everything.
     """
-    queries = [term.tsquery() for term in terms]
-    frequencies = [
-        int(count) for count in session.scalars(_DOCUMENT_FREQUENCIES, {"terms": queries})
-    ]
-    total = max([float(session.scalar(_CHUNK_TOTAL) or 0), *frequencies, 1.0])
-    present = [
-        (query, _idf(total, frequency))
-        for query, frequency in zip(queries, frequencies, strict=True)
-        if frequency
-    ]
+    statistics = session.execute(_TERM_STATISTICS, {"terms": [t.tsquery() for t in terms]}).all()
+    # Every row carries the same total; with no terms there are no rows.
+    total = max([1.0, *(float(row.total) for row in statistics[:1])])
+    total = max([total, *(float(row.frequency) for row in statistics)])
+    present = [(row.query, _idf(total, int(row.frequency))) for row in statistics if row.frequency]
     if not present:
         return []
-    any_term = func.to_tsquery("simple", " | ".join(query for query, _ in present))
-    header = func.to_tsvector(
-        literal_column("'simple'::regconfig"), Material.title.concat(" ").concat(Course.name)
-    )
+    return list(session.scalars(lexical_statement(present, filters, candidates)))
+
+
+def _tsquery(query: str) -> ColumnElement[Any]:
+    # A cast of a bound value: in the plan it is a constant, parsed once, where
+    # to_tsquery('simple', ...) would be called again for every row.
+    return cast(literal(query), TSQUERY)
+
+
+def lexical_statement(
+    present: list[tuple[str, float]], filters: SearchFilters, candidates: int
+) -> Select[Any]:
+    """The lexical arm's scoring query for terms with their IDF, best first.
+
+    Each per-row quantity is computed once, on narrow rows: the term
+    frequencies in the chunk (``ts_rank`` of the single term), its length,
+    and, per material rather than per chunk, the frequencies in the header
+    (title and course name). The average length is taken over the matched
+    chunks, and then each chunk's score is arithmetic on those columns.
+    """
+    queries = [_tsquery(query) for query, _ in present]
     matched = (
         select(
             MaterialChunk.id,
-            MaterialChunk.chunk_index,
-            Material.title,
             MaterialChunk.material_id,
-            MaterialChunk.search_vector.label("document"),
-            header.label("header"),
+            MaterialChunk.chunk_index,
             func.length(MaterialChunk.search_vector).label("length"),
+            *(
+                func.ts_rank(_RANK_WEIGHTS, MaterialChunk.search_vector, query, 0).label(
+                    f"text_{number}"
+                )
+                for number, query in enumerate(queries)
+            ),
         )
         .join(Material, Material.id == MaterialChunk.material_id)
+        .where(
+            MaterialChunk.search_vector.op("@@")(
+                _tsquery(" | ".join(f"({query})" for query, _ in present))
+            ),
+            *_material_conditions(filters),
+        )
+    )
+    if filters.major_id is not None:
+        matched = matched.join(Course, Course.id == Material.course_id)
+    matched_rows = matched.cte("matched")
+    header = func.to_tsvector(
+        literal_column("'simple'::regconfig"), Material.title.concat(" ").concat(Course.name)
+    )
+    headers = (
+        select(
+            Material.id,
+            Material.title,
+            *(
+                func.ts_rank(_RANK_WEIGHTS, header, query, 0).label(f"header_{number}")
+                for number, query in enumerate(queries)
+            ),
+        )
         .join(Course, Course.id == Material.course_id)
-        .where(MaterialChunk.search_vector.op("@@")(any_term), *_material_conditions(filters))
-        .subquery("matched")
+        .where(Material.id.in_(select(matched_rows.c.material_id)))
+        .cte("headers")
+        # Once per material: inlined, the header would be parsed again for
+        # every matched chunk.
+        .prefix_with("MATERIALIZED")
     )
-    average = over(func.avg(matched.c.length))
-    normaliser = literal(1 - BM25_B) + literal(BM25_B) * matched.c.length / func.greatest(
-        average, 1
-    )
+    average = select(
+        cast(func.greatest(func.avg(matched_rows.c.length), 1), Float).label("length")
+    ).cte("average")
+    normaliser = literal(1 - BM25_B) + literal(BM25_B) * matched_rows.c.length / average.c.length
     score: ColumnElement[Any] = literal(0.0)
-    for query, idf in present:
-        tsquery = func.to_tsquery("simple", query)
+    for number, (_, idf) in enumerate(present):
         frequency = (
-            func.ts_rank(_RANK_WEIGHTS, matched.c.document, tsquery, 0)
-            + literal(HEADER_WEIGHT) * func.ts_rank(_RANK_WEIGHTS, matched.c.header, tsquery, 0)
+            matched_rows.c[f"text_{number}"]
+            + literal(HEADER_WEIGHT) * headers.c[f"header_{number}"]
         ) * literal(_RANK_SCALE)
         score = score + literal(idf * (BM25_K1 + 1)) * frequency / (
             frequency + literal(BM25_K1) * normaliser
         )
-    scored = select(
-        matched.c.id,
-        score.label("score"),
-        matched.c.title,
-        matched.c.material_id,
-        matched.c.chunk_index,
-    ).subquery("scored")
-    rows = session.execute(
-        select(scored.c.id)
+    return (
+        select(matched_rows.c.id)
+        .join(headers, headers.c.id == matched_rows.c.material_id)
+        .join(average, literal(True))
         .order_by(
-            scored.c.score.desc(),
-            scored.c.title,
-            func.cast(scored.c.material_id, String),
-            scored.c.chunk_index,
+            score.desc(),
+            headers.c.title,
+            func.cast(matched_rows.c.material_id, String),
+            matched_rows.c.chunk_index,
         )
         .limit(candidates)
     )
-    return list(rows.scalars())
 
 
 def _fuse(arms: list[list[uuid.UUID]]) -> dict[uuid.UUID, float]:
