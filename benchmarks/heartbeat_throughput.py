@@ -10,10 +10,9 @@ and in a shuffled order:
 
 - ``profile``: ``GET /me`` (token check, user lookup, commit);
 - ``heartbeat``: ``POST /sessions/{id}/beat`` as the code stands;
-- ``heartbeat-prepared``: the same, with the beat's statement marked
-  ``prepared=True`` (``shared.db.dialect``) in the server process, to show
-  what preparing it once per connection buys before ``shared/reading.py``
-  marks it itself.
+- ``heartbeat-unprepared``: the same, with the beat's statement no longer
+  marked ``prepared=True`` (``shared.db.dialect``) in the server process, to
+  show what preparing it once per connection buys.
 
 Prints requests per second (median over rounds), the ratio to profile and
 the load average beside them. Goal: heartbeat >= 0.9x profile.
@@ -47,10 +46,9 @@ SERVER = """
 import logging, os, sys
 sys.path.insert(0, sys.argv[1])
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
-if os.environ.get("BENCH_PREPARED") == "1":
+if os.environ.get("BENCH_UNPREPARED") == "1":
     import shared.reading
-    from shared.db.engine import PREPARED
-    shared.reading._BEAT = shared.reading._BEAT.execution_options(**PREPARED)
+    shared.reading._BEAT = shared.reading._BEAT.execution_options(prepared=False)
 from functions_framework import create_app
 from werkzeug.serving import make_server
 name, port = sys.argv[2], int(sys.argv[3])
@@ -193,19 +191,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             variants = [
                 ("profile", "profile", "0", REPO),
                 ("heartbeat", "heartbeat", "0", REPO),
-                ("heartbeat-prepared", "heartbeat", "1", REPO),
+                ("heartbeat-unprepared", "heartbeat", "1", REPO),
             ]
             if args.baseline:
                 variants += [
                     ("profile@baseline", "profile", "0", args.baseline),
                     ("heartbeat@baseline", "heartbeat", "0", args.baseline),
                 ]
-            for variant, name, prepared, code in variants:
+            for variant, name, unprepared, code in variants:
                 ports[variant] = free_port()
                 processes.append(
                     subprocess.Popen(
                         [sys.executable, "-c", SERVER, str(code), name, str(ports[variant])],
-                        env={**env, "BENCH_PREPARED": prepared},
+                        env={**env, "BENCH_UNPREPARED": unprepared},
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
