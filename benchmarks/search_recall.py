@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.search_recall [--chunks 100000] [--queries 60]
         [--seeds 1,2,3] [--ef 40,100,200,400] [--quick] [--data-dir DIR]
+        [--shared-buffers SIZE]
 
 Data (per seed, in a fresh embedded PostgreSQL): ``--chunks`` chunks in 2000
 materials of 100 courses in 10 majors; 1536-dimension unit vectors clustered
@@ -464,6 +465,8 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[list[Any], list[Any],
             else Path(directory) / "pg"
         )
         server = start_postgres(pgdata, delete_on_exit=not kept)
+        if kept and args.shared_buffers:
+            server = with_shared_buffers(server, pgdata, args.shared_buffers)
         url = create_database(server, "bench")
         engine = create_engine(url)
         try:
@@ -472,7 +475,9 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[list[Any], list[Any],
                 loaded_before = connection.scalar(
                     text("SELECT count(*) FROM materials WHERE chunk_count > 0")
                 )
+                buffers = connection.scalar(text("SHOW shared_buffers"))
             words = vocabulary(random.Random(seed))
+            print(f"seed {seed}: shared_buffers {buffers}", flush=True)
             if loaded_before:
                 print(f"seed {seed}: reusing the database in {pgdata}", flush=True)
             else:
@@ -512,6 +517,27 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[list[Any], list[Any],
             server.cleanup()
 
 
+def with_shared_buffers(server: Any, pgdata: Path, size: str) -> Any:
+    """The server for ``pgdata`` restarted with ``shared_buffers = size`` (kept in its
+    postgresql.auto.conf). The embedded default is 128MB, where the 100k database
+    (about 1 GB with its indexes) is mostly read from the OS cache; production's
+    tier for that size (db-custom-1-3840, docs/scaling.md) gives Cloud SQL about
+    1.2 GB of shared buffers."""
+    from shared.local.postgres import database_url, start_postgres
+
+    engine = create_engine(database_url(server, "postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            current = connection.scalar(text("SHOW shared_buffers"))
+            if current == size:
+                return server
+            connection.execute(text(f"ALTER SYSTEM SET shared_buffers = '{size}'"))
+    finally:
+        engine.dispose()
+    server.cleanup()  # stops it (a kept directory is never deleted)
+    return start_postgres(pgdata)
+
+
 def data_ef_search() -> int:
     from shared.search import EF_SEARCH
 
@@ -532,6 +558,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--quick", action="store_true", help="10k chunks, 30 queries, one seed (under 2 min)"
+    )
+    parser.add_argument(
+        "--shared-buffers",
+        metavar="SIZE",
+        help="with --data-dir: restart the kept server with this shared_buffers (e.g. 1GB)",
     )
     parser.add_argument(
         "--data-dir",

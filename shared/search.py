@@ -83,8 +83,14 @@ CANDIDATES = 40
 # see the other; 600 gave recall@10 0.95 (m=16) / 1.00 (m=32) where 100 gave
 # 0.78 / 0.93, at p95 13-14 ms for the arm.
 EF_SEARCH = 600
-# Below this many chunks under the filters, exact distances beat the index.
-EXACT_CHUNKS = 2000
+# Up to this many chunks under the filters, exact distances beat the index.
+# Measured at 100k chunks (benchmarks/search_recall.py, 1 GB shared buffers):
+# a major's 10k chunks take 36 ms p50, 40 ms p95 exactly (recall 1.0), where
+# the HNSW iterative scan took 28-30 ms p50 but 55-80 ms p95 at recall@10
+# 0.89, walking thousands of tuples past chunks the filter rejects. Exact
+# grows with the filtered chunks (about 3.6 µs each), the scan with the
+# share the filter rejects.
+EXACT_CHUNKS = 12000
 BM25_K1 = 1.2
 BM25_B = 0.75
 HEADER_WEIGHT = 2.0
@@ -388,11 +394,27 @@ def snippet(content: str, terms: list[Term], *, size: int = SNIPPET_WORDS) -> st
                 if token.startswith(term.match) if term.prefix else token == term.match:
                     found.add(number)
         hits.append(frozenset(found))
+    # A sliding window: each word enters and leaves the counts once.
+    counts: dict[int, int] = {}
+    words_hit = 0
+
+    def move(found: frozenset[int], step: int) -> None:
+        nonlocal words_hit
+        words_hit += step if found else 0
+        for number in found:
+            counts[number] = counts.get(number, 0) + step
+            if not counts[number]:
+                del counts[number]
+
+    for found in hits[:size]:
+        move(found, 1)
     best, best_score = 0, -1
     for first in range(0, len(spans) - size + 1):
-        window = set().union(*hits[first : first + size])
-        # Distinct terms first, then total hits; the earliest window on a tie.
-        window_score = len(window) * 1000 + sum(1 for h in hits[first : first + size] if h)
+        if first:
+            move(hits[first - 1], -1)
+            move(hits[first + size - 1], 1)
+        # Distinct terms first, then words holding a term; the earliest window on a tie.
+        window_score = len(counts) * 1000 + words_hit
         if window_score > best_score:
             best, best_score = first, window_score
     text_ = content[spans[best][0] : spans[best + size - 1][1]]

@@ -23,17 +23,19 @@ QUERY = [1.0 if n % 7 == 0 else 0.0 for n in range(1536)]
 class Explain(Executable, ClauseElement):
     inherit_cache = False
 
-    def __init__(self, statement: Any) -> None:
+    def __init__(self, statement: Any, verbose: bool = False) -> None:
         self.statement = statement
+        self.verbose = verbose
 
 
 @compiles(Explain)
 def _explain(element: Explain, compiler: Any, **kw: Any) -> str:
-    return "EXPLAIN " + str(compiler.process(element.statement, **kw))
+    prefix = "EXPLAIN (VERBOSE) " if element.verbose else "EXPLAIN "
+    return prefix + str(compiler.process(element.statement, **kw))
 
 
-def plan_of(session: Session, statement: Any) -> str:
-    return "\n".join(row[0] for row in session.execute(Explain(statement)))
+def plan_of(session: Session, statement: Any, *, verbose: bool = False) -> str:
+    return "\n".join(row[0] for row in session.execute(Explain(statement, verbose)))
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +161,22 @@ def test_few_chunks_under_the_filters_are_ranked_exactly(
         )
     assert "ix_material_chunks_embedding_hnsw" not in plan, plan
     assert found == truth
+
+
+def test_the_lexical_statement_parses_each_query_and_header_once(
+    sessions: sessionmaker[Session], corpus: dict[str, Any]
+) -> None:
+    """Queries are constants of the plan (not ``to_tsquery`` per row), the headers a
+    materialized CTE (one ``to_tsvector`` per material), and the order arithmetic on
+    columns computed once: no ranking function in the sort key."""
+    present = [("'plan':*", 1.5), ("'chunk'", 0.5)]
+    statement = data.lexical_statement(present, data.SearchFilters(), 40)
+    with sessions.begin() as session:
+        plan = plan_of(session, statement, verbose=True)
+        found = list(session.scalars(statement))
+    sort_keys = [line for line in plan.splitlines() if "Sort Key:" in line]
+    assert "to_tsquery" not in plan, plan
+    assert "CTE headers" in plan, plan
+    assert sort_keys, plan
+    assert not any("ts_rank" in line or "to_tsvector" in line for line in sort_keys), plan
+    assert len(found) == 40  # every corpus chunk holds "plan"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import random
 import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import search as data
@@ -159,3 +161,83 @@ def test_words_around_angle_brackets_are_indexed(sessions: sessionmaker[Session]
         for word in ("node", "successor", "count", "manual"):
             results = _lexical(session, word, course.id)
             assert [r["material_id"] for r in results] == [material], word
+
+
+def _reference_ranking(
+    session: Session, terms: list[Term], course_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """BM25 as documented (docs/architecture.md), written plainly: statistics per term,
+    every matched chunk fetched with its per-term ``ts_rank``, the arithmetic in Python."""
+    queries = [term.tsquery() for term in terms]
+    total = float(session.scalar(text("SELECT sum(chunk_count) FROM materials")) or 0)
+    frequencies = [
+        int(
+            session.scalar(
+                text(
+                    "SELECT count(*) FROM material_chunks "
+                    "WHERE search_vector @@ to_tsquery('simple', :query)"
+                ),
+                {"query": query},
+            )
+            or 0
+        )
+        for query in queries
+    ]
+    total = max([total, *frequencies, 1.0])
+    present = [(q, f) for q, f in zip(queries, frequencies, strict=True) if f]
+    ranks = ", ".join(
+        f"ts_rank('{{1,1,1,1}}', c.search_vector, to_tsquery('simple', :q{n}), 0), "
+        f"ts_rank('{{1,1,1,1}}', to_tsvector('simple', m.title || ' ' || co.name), "
+        f"to_tsquery('simple', :q{n}), 0)"
+        for n in range(len(present))
+    )
+    rows = session.execute(
+        text(
+            f"SELECT c.id, m.title, CAST(c.material_id AS text), c.chunk_index, "
+            f"length(c.search_vector), {ranks} "
+            "FROM material_chunks c JOIN materials m ON m.id = c.material_id "
+            "JOIN courses co ON co.id = m.course_id "
+            "WHERE c.search_vector @@ to_tsquery('simple', :any) AND m.is_published "
+            "AND m.course_id = :course"
+        ),
+        {
+            "any": " | ".join(query for query, _ in present),
+            "course": course_id,
+            **{f"q{n}": query for n, (query, _) in enumerate(present)},
+        },
+    ).all()
+    average = max(sum(row[4] for row in rows) / len(rows), 1.0)
+    scale = math.pi**2 / 6
+
+    def score(row: Any) -> float:
+        value = 0.0
+        normaliser = (1 - data.BM25_B) + data.BM25_B * row[4] / average
+        for n, (_, frequency) in enumerate(present):
+            idf = math.log(1 + (total - frequency + 0.5) / (frequency + 0.5))
+            tf = (row[5 + 2 * n] + data.HEADER_WEIGHT * row[6 + 2 * n]) * scale
+            value += idf * (data.BM25_K1 + 1) * tf / (tf + data.BM25_K1 * normaliser)
+        return value
+
+    return [row[0] for row in sorted(rows, key=lambda row: (-score(row), row[1], row[2], row[3]))]
+
+
+def test_the_lexical_arm_ranks_as_plain_bm25(sessions: sessionmaker[Session]) -> None:
+    """The arm's one scoring statement (each term scored once per chunk, headers once
+    per material, constant queries) orders every matched chunk as the plain formula."""
+    generator = random.Random(17)
+    vocabulary = ["kernel", "kernels", "thread", "scheduler", "lock", "page", "memory"]
+    vocabulary += [f"word{n}" for n in range(40)]
+    with sessions.begin() as session:
+        course = make_course(session, name="Operating Systems")
+        for number in range(12):
+            title = generator.choice(["Kernel notes", "Threads", "Paging", f"Sheet {number}"])
+            pages = [
+                " ".join(generator.choice(vocabulary) for _ in range(generator.randint(5, 80)))
+                for _ in range(generator.randint(1, 6))
+            ]
+            _material(session, course, title, pages)
+        _, terms = query_terms(session, "kernel thread scheduling memory systems")
+        found = data._lexical_arm(session, terms, data.SearchFilters(course_id=course.id), 500)
+        reference = _reference_ranking(session, terms, course.id)
+    assert len(reference) > 20  # most chunks match: the order is what is compared
+    assert found == reference
