@@ -398,16 +398,16 @@ def snippet(content: str, terms: list[Term], *, size: int = SNIPPET_WORDS) -> st
     counts: dict[int, int] = {}
     words_hit = 0
 
-    def move(found: frozenset[int], step: int) -> None:
+    def move(word: frozenset[int], step: int) -> None:
         nonlocal words_hit
-        words_hit += step if found else 0
-        for number in found:
+        words_hit += step if word else 0
+        for number in word:
             counts[number] = counts.get(number, 0) + step
             if not counts[number]:
                 del counts[number]
 
-    for found in hits[:size]:
-        move(found, 1)
+    for word in hits[:size]:
+        move(word, 1)
     best, best_score = 0, -1
     for first in range(0, len(spans) - size + 1):
         if first:
