@@ -145,7 +145,25 @@ def _execute_prepared(fairy: Any, raw: Any, statement: str, parameters: Any, par
         name, columns, input_funcs = raw.prepare_statement(numbered, oids=())
         prepared = cache[statement] = (name, columns, input_funcs, numbered)
     name, columns, input_funcs, numbered = prepared
-    return raw.execute_named(name, params, columns, input_funcs, numbered)
+    try:
+        return raw.execute_named(name, params, columns, input_funcs, numbered)
+    except Exception as error:
+        if _stale_statement(error):
+            # A migration changed what the statement returns (or the server
+            # forgot it): forget it too, or every later call on this connection
+            # fails the same way until the pool recycles it. This call still
+            # fails; the next one prepares the statement again.
+            cache.pop(statement, None)
+        raise
+
+
+# 0A000: "cached plan must not change result type"; 26000: no such prepared statement.
+_STALE_STATEMENT = frozenset({"0A000", "26000"})
+
+
+def _stale_statement(error: BaseException) -> bool:
+    details = error.args[0] if error.args else None
+    return isinstance(details, dict) and details.get("C") in _STALE_STATEMENT
 
 
 def _dead_connection(error: BaseException) -> bool:
