@@ -13,6 +13,7 @@ import io
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,9 +23,11 @@ from google.cloud.storage._media.requests import ResumableUpload
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import clock
+from shared import clock, submissions
+from shared.config import load_settings
 from shared.db.models import DirectUpload, FileRequest, ObjectIntent
-from shared.storage import META_REQUEST_ID, META_SHA256, META_UPLOADER_ID
+from shared.storage import META_REQUEST_ID, META_SHA256, META_UPLOADER_ID, Bucket
+from shared.sweep import sweep_objects
 from tests.clocks import FakeClock
 from tests.factories import make_course, make_lecturer, make_material_type
 from tests.faults import FaultProxy
@@ -627,3 +630,39 @@ def test_page_counting_fetches_only_what_pypdf_asks_for(
     with pytest.raises(ValidationFailed) as refused:
         count_pages_in(reader(broken, max_read=1024 * 1024))  # type: ignore[arg-type]
     assert refused.value.fields == {"file": "the PDF is damaged and cannot be read"}
+
+
+def test_a_complete_whose_copy_the_sweep_claimed_is_409_and_the_upload_stays_open(
+    client: Any,
+    user_token: Callable[..., Any],
+    refs: dict[str, Any],
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The call stalls past the sweep's cut-off just before its row commits."""
+    user_id, headers = user_token()
+    upload = upload_file(client, headers, make_pdf(2))
+    name = object_name(sessions, upload["id"])
+    settings = load_settings()
+    original = submissions.drop_intent
+    claimed: list[list[str]] = []
+
+    def stalled(session: Session, intent_id: uuid.UUID) -> bool:
+        claimed.append(sweep_objects(settings, Bucket(settings), older_than=timedelta(0)).deleted)
+        return original(session, intent_id)
+
+    monkeypatch.setattr(submissions, "drop_intent", stalled)
+    late = complete(client, headers, upload["id"], fields(refs))
+    monkeypatch.setattr(submissions, "drop_intent", original)
+
+    assert late.status_code == 409, late.json
+    assert late.json["error"]["code"] == "conflict"
+    assert "complete the upload again" in late.json["error"]["message"]
+    (deleted,) = claimed
+    assert deleted  # the pending copy
+    assert name not in deleted  # the browser's upload is the upload's, not the sweep's
+    assert upload_status(sessions, upload["id"]) == "open"
+    assert count_requests(sessions, user_id) == 0
+    # Not the student's fault: completing again needs no second upload.
+    assert complete(client, headers, upload["id"], fields(refs)).status_code == 201
+    assert count_requests(sessions, user_id) == 1

@@ -257,7 +257,7 @@ def submit_file(call: Call) -> flask.Response:
                 size_bytes=len(data),
                 page_count=page_count,
             )
-            _keep_object(session, intent_id)
+            _keep_object(session, intent_id, retry="upload the file again")
             body = submissions.request_to_json(request)
     except BaseException as error:
         # The row did not commit: the object must not outlive it.
@@ -271,7 +271,11 @@ def submit_file(call: Call) -> flask.Response:
     return _created(call, body)
 
 
-def _keep_object(session: Session, intent_id: uuid.UUID) -> None:
+class _CopySwept(Conflict):
+    """The sweep claimed the object this call was about to commit (``_keep_object``)."""
+
+
+def _keep_object(session: Session, intent_id: uuid.UUID, *, retry: str) -> None:
     """Drop the upload's intent, so the object stays with the row about to commit.
 
     An intent already gone was claimed by the sweep: this call outlived
@@ -279,9 +283,8 @@ def _keep_object(session: Session, intent_id: uuid.UUID) -> None:
     must not commit naming it.
     """
     if not submissions.drop_intent(session, intent_id):
-        raise Conflict(
-            "this upload took too long and its copy was cleaned up; upload the file again",
-            code="conflict",
+        raise _CopySwept(
+            f"this call took too long and its copy was cleaned up; {retry}", code="conflict"
         )
 
 
@@ -511,7 +514,7 @@ def complete_upload(call: Call) -> flask.Response:
                 size_bytes=checked.size,
                 page_count=checked.page_count,
             )
-            _keep_object(session, intent_id)
+            _keep_object(session, intent_id, retry="complete the upload again")
             cleanup_id = uploads.mark_completed(session, upload, request_id, clock.now())
             body = submissions.request_to_json(request)
     except BaseException as error:
@@ -519,6 +522,8 @@ def complete_upload(call: Call) -> flask.Response:
         _delete_orphan(call, intent_id, object_name, generation)
         if isinstance(error, _Settled):
             return _answer_again(call, upload_id, user_id)
+        if isinstance(error, _CopySwept):
+            raise  # not the upload's fault: it stays open, its own object intact
         if isinstance(error, IntegrityError):
             # A racing upload of the same bytes got in first: a duplicate, as multipart.
             try:
