@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import clock
 from shared.db.models import Course, FileViewingSession, Material, ReadingProgress, UserTask
 from shared.reading import required_seconds
+from shared.tasks import reading_left
 from tests.clocks import FakeClock
 from tests.factories import make_course, make_material, make_user
 from tests.parallel import run_together
@@ -522,3 +523,39 @@ def test_a_course_deleted_under_a_plan_leaves_its_tasks(
         assert [(t.title, t.course_id, str(t.plan_id)) for t in kept] == [
             (made.json["tasks"][0]["title"], None, made.json["tasks"][0]["plan_id"])
         ]
+
+
+def test_what_is_left_is_the_reading_progress_not_the_best_session(
+    sessions: sessionmaker[Session],
+) -> None:
+    # Progress is what every session added up to (resume); sessions may hold less,
+    # as migration 0015's backfill leaves a file read before resume existed.
+    with sessions.begin() as session:
+        user = make_user(session)
+        course = make_course(session)
+        material = make_material(session, course=course, page_count=100)  # 2700 s
+        session.add(
+            FileViewingSession(
+                user_id=user.id,
+                file_id=material.id,
+                course_id=course.id,
+                active_seconds=300,
+                required_active_seconds=2700,
+                completion_score=300 / 2700,
+                is_complete=False,
+            )
+        )
+        now = datetime.now(UTC)
+        session.add(
+            ReadingProgress(
+                user_id=user.id,
+                file_id=material.id,
+                active_seconds=1200,
+                is_complete=False,
+                credited_through=now,
+                updated_at=now,
+            )
+        )
+    with sessions.begin() as session:
+        left = reading_left(session, user_id=user.id, course_id=course.id)
+    assert [(f.file_id, f.seconds) for f in left] == [(material.id, 1500)]
