@@ -180,3 +180,31 @@ def test_the_lexical_statement_parses_each_query_and_header_once(
     assert sort_keys, plan
     assert not any("ts_rank" in line or "to_tsvector" in line for line in sort_keys), plan
     assert len(found) == 40  # every corpus chunk holds "plan"
+
+
+def test_a_filter_of_thousands_of_chunks_is_ranked_exactly(
+    sessions: sessionmaker[Session], corpus: dict[str, Any]
+) -> None:
+    """Course B holds 2800 chunks: more than the 2000 once ranked exactly, within
+    ``EXACT_CHUNKS`` (a major's share at 100k, where the filtered HNSW scan found 0.89
+    of the true top 10): the exact plan, equal to brute force."""
+    with sessions.begin() as session:
+        course = session.scalar(text("SELECT id FROM courses WHERE code = 'Pplan-b'"))
+        filters = data.SearchFilters(course_id=course)
+        assert data.vector_plan(session, filters) == "exact"
+        statement = data.vector_statement(QUERY, MODEL, filters, 40, "exact")
+        plan = plan_of(session, statement)
+        found = [row.id for row in session.execute(statement)]
+        # Brute force: an order by an expression no index serves.
+        truth = list(
+            session.scalars(
+                text(
+                    "SELECT c.id FROM material_chunks c JOIN materials m ON m.id = c.material_id "
+                    "WHERE m.course_id = :course "
+                    "ORDER BY (c.embedding <=> CAST(:q AS halfvec(1536))) + 0, c.id LIMIT 40"
+                ),
+                {"course": course, "q": str(QUERY)},
+            )
+        )
+    assert "ix_material_chunks_embedding_hnsw" not in plan, plan
+    assert found == truth
