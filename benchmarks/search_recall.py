@@ -14,7 +14,11 @@ carry their ``chunk_count`` as ingestion leaves it.
 Queries are held out (never inserted): half near one topic, half *between*
 two topics (an equal mix of two centres plus noise: the hard case, where
 recall was 0.63), each with words of its topics. Each is run unfiltered,
-filtered to one course (1% of the chunks) and to one major (10%).
+filtered to one course (1% of the chunks) and to one major (10%). Every
+material holds one topic, and a topic's materials all sit in one major
+(material m: topic 119m mod 200, major m mod 10), so a major drawn apart from
+the query leaves out the query's topic nine times in ten: its nearest chunks
+are then far from the query, the hardest case for a filtered HNSW scan.
 
 Measured:
 
@@ -520,9 +524,9 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[list[Any], list[Any],
 def with_shared_buffers(server: Any, pgdata: Path, size: str) -> Any:
     """The server for ``pgdata`` restarted with ``shared_buffers = size`` (kept in its
     postgresql.auto.conf). The embedded default is 128MB, where the 100k database
-    (about 1 GB with its indexes) is mostly read from the OS cache; production's
-    tier for that size (db-custom-1-3840, docs/scaling.md) gives Cloud SQL about
-    1.2 GB of shared buffers."""
+    (about 1 GB with its indexes) is mostly read from the OS cache; Cloud SQL's
+    default is a third of the instance's memory, about 1.2 GB on the tier
+    docs/scaling.md gives that size (db-custom-1-3840)."""
     from shared.local.postgres import database_url, start_postgres
 
     engine = create_engine(database_url(server, "postgres"), isolation_level="AUTOCOMMIT")

@@ -85,11 +85,11 @@ CANDIDATES = 40
 EF_SEARCH = 600
 # Up to this many chunks under the filters, exact distances beat the index.
 # Measured at 100k chunks (benchmarks/search_recall.py, 1 GB shared buffers):
-# a major's 10k chunks take 36 ms p50, 40 ms p95 exactly (recall 1.0), where
-# the HNSW iterative scan took 28-30 ms p50 but 55-80 ms p95 at recall@10
-# 0.89, walking thousands of tuples past chunks the filter rejects. Exact
-# grows with the filtered chunks (about 3.6 µs each), the scan with the
-# share the filter rejects.
+# a major's 10k chunks take 48-52 ms p50, 51-57 ms p95 exactly (recall 1.0),
+# where the HNSW iterative scan took 32-33 ms p50 but 75-84 ms p95 at
+# recall@10 0.89, walking thousands of tuples past chunks the filter
+# rejects. Exact grows with the filtered chunks (about 4.5 µs each), the
+# scan with the share the filter rejects (docs/benchmarks.md).
 EXACT_CHUNKS = 12000
 BM25_K1 = 1.2
 BM25_B = 0.75
