@@ -484,6 +484,12 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[list[Any], list[Any],
             print(f"seed {seed}: shared_buffers {buffers}", flush=True)
             if loaded_before:
                 print(f"seed {seed}: reusing the database in {pgdata}", flush=True)
+                with engine.connect() as connection:
+                    graph = connection.scalar(
+                        text("SELECT to_regclass('ix_material_chunks_embedding_hnsw')")
+                    )
+                if graph is None:  # a run stopped between the load and the build
+                    print(f"  HNSW built in {build_index(engine):.0f} s", flush=True)
             else:
                 started = time.perf_counter()
                 with engine.begin() as connection:
