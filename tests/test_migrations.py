@@ -72,7 +72,7 @@ def test_hnsw_index_uses_cosine_ops_with_the_tuned_parameters(engine: object) ->
     assert "halfvec_cosine_ops" in definition
     assert f"m='{HNSW_PARAMETERS['m']}'" in definition
     assert f"ef_construction='{HNSW_PARAMETERS['ef_construction']}'" in definition
-    assert HNSW_PARAMETERS == {"m": 32, "ef_construction": 128}  # 0017
+    assert HNSW_PARAMETERS == {"m": 32, "ef_construction": 128}  # 0018
 
 
 def test_quotes_are_seeded_with_authors(engine: object) -> None:

@@ -1,12 +1,4 @@
-"""Search quality: chunks' full-text vector no longer loses words around ``<`` and ``>``.
-
-PostgreSQL's default text search parser reads ``<...>`` as an XML tag and
-skips it whole, so "i<j and foo->bar" was indexed as "i", "and", "bar":
-the words of code, formulas and man pages ("<file>", "a->next") could not
-be found. The generated ``search_vector`` now turns ``<`` and ``>`` into
-spaces first. A generated column's expression cannot be altered in place
-before PostgreSQL 17, so the column and its GIN index are re-created (one
-table rewrite, run before the new code is deployed, like 0014).
+"""An empty revision: it landed empty, and its search change is 0017.
 
 Revision ID: 0011
 Revises: 0010
@@ -14,40 +6,15 @@ Revises: 0010
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
-from sqlalchemy.dialects import postgresql
-
 revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-INDEX = "ix_material_chunks_search_vector"
-WITHOUT_TAGS = "to_tsvector('simple'::regconfig, translate(content, '<>', '  '))"
-AS_BEFORE = "to_tsvector('simple'::regconfig, content)"
-
-
-def _generate(expression: str) -> None:
-    op.drop_index(INDEX, table_name="material_chunks", postgresql_using="gin")
-    op.drop_column("material_chunks", "search_vector")
-    op.add_column(
-        "material_chunks",
-        sa.Column(
-            "search_vector",
-            postgresql.TSVECTOR(),
-            sa.Computed(expression, persisted=True),
-            nullable=False,
-        ),
-    )
-    op.create_index(
-        INDEX, "material_chunks", ["search_vector"], unique=False, postgresql_using="gin"
-    )
-
 
 def upgrade() -> None:
-    _generate(WITHOUT_TAGS)
+    pass
 
 
 def downgrade() -> None:
-    _generate(AS_BEFORE)
+    pass

@@ -1,7 +1,7 @@
 """Reserved for the performance work, which needed no schema change.
 
 Kept (empty) because databases may already record it; the HNSW graph's
-parameters change in 0017.
+parameters change in 0018.
 
 Revision ID: 0016
 Revises: 0015

@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 EMBEDDING_DIMENSIONS = 1536
-# The chunks' HNSW graph (migration 0017): recall@10 1.000 at 100k chunks where
+# The chunks' HNSW graph (migration 0018): recall@10 1.000 at 100k chunks where
 # m = 16, ef_construction = 64 gave 0.951 (docs/benchmarks.md).
 HNSW_PARAMETERS = {"m": 32, "ef_construction": 128}
 
@@ -515,7 +515,7 @@ class MaterialChunk(Base):
     # words, no stemming, no stop words) because materials come in several
     # languages (shared.search_terms reads the query per language). < and >
     # become spaces first: the parser would read "<...>" as a tag and drop
-    # the words inside (migration 0011).
+    # the words inside (migration 0017).
     search_vector: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed(

@@ -15,16 +15,16 @@ chunks; run it at a quiet hour). ``maintenance_work_mem`` is raised for the
 build alone: an HNSW graph that does not fit it is built on disk, many
 times slower.
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 """
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0017"
-down_revision: str | None = "0016"
+revision: str = "0018"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
