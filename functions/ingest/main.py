@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 from werkzeug.exceptions import BadRequest
@@ -26,7 +27,7 @@ configure_logging(settings.LOG_LEVEL)
 log = logging.getLogger("lectern.ingest")
 
 
-def unreadable(error: BadRequest) -> tuple[str, int]:
+def unreadable(error: BadRequest | None = None) -> tuple[str, int]:
     # functions-framework answers 400 for a body that is neither a CloudEvent
     # nor a Pub/Sub push; a redelivery would be the same bytes, so acknowledge.
     # (Its description quotes the whole request, headers included: not logged.)
@@ -34,9 +35,26 @@ def unreadable(error: BadRequest) -> tuple[str, int]:
     return "acknowledged: not a CloudEvent", 200
 
 
+def not_an_object() -> tuple[str, int] | None:
+    """Acknowledge a JSON body that is not an object before functions-framework reads it.
+
+    Without ``ce-`` headers it takes any JSON body for a background event and
+    unpacks it with ``**``: a list or a string there is a TypeError, a 500
+    that Pub/Sub would redeliver until the dead letter.
+    """
+    if flask.request.headers.get("ce-specversion") is not None:
+        return None  # a binary CloudEvent: its data may be anything
+    body = flask.request.get_json(silent=True)
+    if body is None or isinstance(body, dict):
+        return None  # unreadable bodies get functions-framework's 400, handled above
+    return unreadable()
+
+
 # The app being built (a no-op outside create_app, e.g. a bare import).
 register_error_handler: Any = functions_framework.errorhandler
 register_error_handler(BadRequest)(unreadable)
+if flask.has_app_context():  # create_app runs this module inside its app's context
+    flask.current_app.before_request(not_an_object)
 
 
 @functions_framework.cloud_event
