@@ -187,10 +187,15 @@ def test_snippets_keep_angle_brackets(
     assert result["snippet"] == text
 
 
-def test_a_course_with_one_percent_of_chunks_still_fills_the_page(
+def test_a_course_with_five_percent_of_chunks_still_fills_the_page(
     client: Any, headers: dict[str, str], sessions: sessionmaker[Session]
 ) -> None:
-    """Filtered HNSW search with iterative scans: 10 of 1000 chunks in the course."""
+    """A filter that leaves few chunks still fills the page: 10 of 200 in the course.
+
+    Below ``EXACT_CHUNKS`` this is the exact path; the HNSW path under
+    filters is tests/test_search_plan.py's (a few hundred rows suffice here:
+    each one costs the index's maintenance).
+    """
     generator = random.Random(42)
     model = LocalEmbedder().model
 
@@ -203,8 +208,8 @@ def test_a_course_with_one_percent_of_chunks_still_fills_the_page(
         small = make_course(session)
         big = make_course(session)
         rows = []
-        for n in range(1000):
-            course = small if n % 100 == 0 else big
+        for n in range(200):
+            course = small if n % 20 == 0 else big
             material = make_material(session, course=course, title=f"Random {n}")
             rows.append(
                 {
