@@ -335,3 +335,31 @@ def user_token(
         return user_id, {"Authorization": f"Bearer {token}"}
 
     return make
+
+
+@pytest.fixture
+def sweep_at_commit(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """A submit that stalls past the sweep's cut-off just before its row commits.
+
+    The next calls to ``submissions.drop_intent`` (made as the row commits) first
+    run the sweep, in its own transactions, with a cut-off of now: it counts the
+    call's intent as abandoned, claims it and deletes the object. Returns what
+    each sweep deleted, one list per call.
+    """
+    from datetime import timedelta
+
+    from shared import submissions
+    from shared.config import load_settings
+    from shared.storage import Bucket
+    from shared.sweep import sweep_objects
+
+    settings = load_settings()
+    original = submissions.drop_intent
+    deleted: list[list[str]] = []
+
+    def stalled(session: Session, intent_id: uuid.UUID) -> bool:
+        deleted.append(sweep_objects(settings, Bucket(settings), older_than=timedelta(0)).deleted)
+        return original(session, intent_id)
+
+    monkeypatch.setattr(submissions, "drop_intent", stalled)
+    return deleted

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import moderation, submissions
+from shared import moderation
 from shared.config import load_settings
 from shared.db.engine import transaction
 from shared.db.models import Course, FileRequest, Material
@@ -54,20 +54,26 @@ def courses(sessions: sessionmaker[Session]) -> dict[str, Any]:
         }
 
 
-def _pending(submit: Any, headers: dict[str, str], courses: dict[str, Any]) -> uuid.UUID:
-    response = submit.post(
+def _submit(
+    submit: Any, headers: dict[str, str], courses: dict[str, Any], title: str = "Week 3"
+) -> Any:
+    return submit.post(
         "/",
         data={
             "course_id": str(courses["first"]),
             "type_id": str(courses["type_id"]),
             "lecturer_id": str(courses["lecturer_id"]),
-            "title": "Week 3",
+            "title": title,
             "academic_year": "1",
             "material_year": "2025",
             "file": (io.BytesIO(make_pdf(2)), "week3.pdf", "application/pdf"),
         },
         headers=headers,
     )
+
+
+def _pending(submit: Any, headers: dict[str, str], courses: dict[str, Any]) -> uuid.UUID:
+    response = _submit(submit, headers, courses)
     assert response.status_code == 201, response.json
     return uuid.UUID(response.json["request"]["id"])
 
@@ -239,39 +245,15 @@ def test_an_upload_that_outlived_the_sweep_cut_off_commits_nothing(
     courses: dict[str, Any],
     sessions: sessionmaker[Session],
     bucket: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    sweep_at_commit: list[list[str]],
 ) -> None:
     """The sweep claims the upload's intent while its row is about to commit."""
-    settings = load_settings()
-    claimed: list[list[str]] = []
-    original = submissions.drop_intent
-
-    def stalled(session: Session, intent_id: uuid.UUID) -> bool:
-        # The call stalls here, past the cut-off; the sweep (its own transaction)
-        # counts the intent as abandoned, claims it and deletes the object.
-        report = sweep_objects(settings, Bucket(settings), older_than=timedelta(0))
-        claimed.append(report.deleted)
-        return original(session, intent_id)
-
-    monkeypatch.setattr(submissions, "drop_intent", stalled)
     title = f"Stalled {uuid.uuid4().hex[:6]}"
-    response = submit.post(
-        "/",
-        data={
-            "course_id": str(courses["first"]),
-            "type_id": str(courses["type_id"]),
-            "lecturer_id": str(courses["lecturer_id"]),
-            "title": title,
-            "academic_year": "1",
-            "material_year": "2025",
-            "file": (io.BytesIO(make_pdf(2)), "stalled.pdf", "application/pdf"),
-        },
-        headers=user_token()[1],
-    )
+    response = _submit(submit, user_token()[1], courses, title)
 
     assert response.status_code == 409, response.json
     assert response.json["error"]["code"] == "conflict"
-    (deleted,) = claimed
+    (deleted,) = sweep_at_commit
     assert deleted  # the upload's object, at least
     with sessions.begin() as session:
         assert session.scalar(select(FileRequest).where(FileRequest.title == title)) is None
