@@ -140,6 +140,21 @@ def test_unfiltered_searches_use_the_index(
     assert "Index Scan using ix_material_chunks_embedding_hnsw" in plan, plan
 
 
+def _brute_force(session: Session, condition: str, value: Any) -> list[Any]:
+    """The true 40 nearest chunks under ``condition``: ordered by an expression no
+    index serves, so no plan choice can change the answer."""
+    return list(
+        session.scalars(
+            text(
+                "SELECT c.id FROM material_chunks c JOIN materials m ON m.id = c.material_id "
+                f"WHERE {condition} "
+                "ORDER BY (c.embedding <=> CAST(:q AS halfvec(1536))) + 0, c.id LIMIT 40"
+            ),
+            {"value": value, "q": str(QUERY)},
+        )
+    )
+
+
 def test_few_chunks_under_the_filters_are_ranked_exactly(
     sessions: sessionmaker[Session], corpus: dict[str, Any]
 ) -> None:
@@ -150,15 +165,7 @@ def test_few_chunks_under_the_filters_are_ranked_exactly(
         statement = data.vector_statement(QUERY, MODEL, filters, 40, "exact")
         plan = plan_of(session, statement)
         found = [row.id for row in session.execute(statement)]
-        truth = list(
-            session.scalars(
-                text(
-                    "SELECT id FROM material_chunks WHERE material_id = :m "
-                    "ORDER BY embedding <=> CAST(:q AS halfvec(1536)), id LIMIT 40"
-                ),
-                {"m": corpus["material"], "q": str(QUERY)},
-            )
-        )
+        truth = _brute_force(session, "c.material_id = :value", corpus["material"])
     assert "ix_material_chunks_embedding_hnsw" not in plan, plan
     assert found == truth
 
@@ -195,16 +202,6 @@ def test_a_filter_of_thousands_of_chunks_is_ranked_exactly(
         statement = data.vector_statement(QUERY, MODEL, filters, 40, "exact")
         plan = plan_of(session, statement)
         found = [row.id for row in session.execute(statement)]
-        # Brute force: an order by an expression no index serves.
-        truth = list(
-            session.scalars(
-                text(
-                    "SELECT c.id FROM material_chunks c JOIN materials m ON m.id = c.material_id "
-                    "WHERE m.course_id = :course "
-                    "ORDER BY (c.embedding <=> CAST(:q AS halfvec(1536))) + 0, c.id LIMIT 40"
-                ),
-                {"course": course, "q": str(QUERY)},
-            )
-        )
+        truth = _brute_force(session, "m.course_id = :value", course)
     assert "ix_material_chunks_embedding_hnsw" not in plan, plan
     assert found == truth
