@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy.dialects.postgresql.pg8000 import PGDialect_pg8000
 
 from shared.db.engine import PREPARED
+from shared.db.outage import sqlstate
 
 __all__ = ["PREPARED", "LecternPg8000Dialect"]  # PREPARED re-exported from shared.db.engine
 
@@ -148,7 +149,7 @@ def _execute_prepared(fairy: Any, raw: Any, statement: str, parameters: Any, par
     try:
         return raw.execute_named(name, params, columns, input_funcs, numbered)
     except Exception as error:
-        if _stale_statement(error):
+        if sqlstate(error) in _STALE_STATEMENT:
             # A migration changed what the statement returns (or the server
             # forgot it): forget it too, or every later call on this connection
             # fails the same way until the pool recycles it. This call still
@@ -159,11 +160,6 @@ def _execute_prepared(fairy: Any, raw: Any, statement: str, parameters: Any, par
 
 # 0A000: "cached plan must not change result type"; 26000: no such prepared statement.
 _STALE_STATEMENT = frozenset({"0A000", "26000"})
-
-
-def _stale_statement(error: BaseException) -> bool:
-    details = error.args[0] if error.args else None
-    return isinstance(details, dict) and details.get("C") in _STALE_STATEMENT
 
 
 def _dead_connection(error: BaseException) -> bool:
