@@ -267,9 +267,8 @@ def _lexical_arm(
     a long chunk would win by holding more of everything.
     """
     statistics = session.execute(_TERM_STATISTICS, {"terms": [t.tsquery() for t in terms]}).all()
-    # Every row carries the same total; with no terms there are no rows.
-    total = max([1.0, *(float(row.total) for row in statistics[:1])])
-    total = max([total, *(float(row.frequency) for row in statistics)])
+    # Every row carries the same total; never below a term's own frequency, nor 1.
+    total = max([1.0, *(max(float(row.total), float(row.frequency)) for row in statistics)])
     present = [(row.query, _idf(total, int(row.frequency))) for row in statistics if row.frequency]
     if not present:
         return []
